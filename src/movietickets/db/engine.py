@@ -1,0 +1,96 @@
+"""Engine and session factory for SQLite (aiosqlite) and MySQL/MariaDB (asyncmy)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from movietickets.settings import Settings
+
+# Execution option asking SQLite for `BEGIN IMMEDIATE`: the write lock is taken at the start
+# of the transaction, which is SQLite's equivalent of locking the movie row.
+SQLITE_IMMEDIATE = "sqlite_begin_immediate"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        # Every aiosqlite connection is a thread with its own page cache: bounded like MySQL's
+        # pool (an in-memory database has one connection, and no pool to size).
+        in_memory = make_url(settings.database_url).database in (None, "", ":memory:")
+        pool: dict[str, int] = (
+            {}
+            if in_memory
+            else {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+        )
+        engine = create_async_engine(
+            settings.database_url, echo=settings.db_echo, connect_args={"timeout": 30}, **pool
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        # Survive a database restart: a dead pooled connection is replaced, not handed out.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        # The seat check reads committed rows after taking the movie's row lock.
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when and how a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def locked_transaction(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A short write transaction whose locks are taken as it goes, committed on exit.
+
+    On MySQL/MariaDB rows are locked with SELECT ... FOR UPDATE by the repositories; on SQLite
+    the transaction starts with BEGIN IMMEDIATE, which takes the database's write lock at once.
+    """
+    async with sessionmaker() as session, session.begin():
+        await session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        yield session
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Calls `callback` once the session's transaction has committed, never on a rollback.
+
+    For caches of what the transaction wrote: dropping them before the commit would let a
+    concurrent reload cache the old rows again.
+    """
+    event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)

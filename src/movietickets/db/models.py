@@ -1,0 +1,170 @@
+"""Tables of the original API (movie, ticket, pushrequest) plus the callback audit log.
+
+Column names keep the original schema's spelling so existing SQL and reports keep working.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from movietickets.db.base import Base, UTCDateTime, utcnow
+
+PRICE_MAX = 250_000
+MAX_TICKETS_LIMIT = 100_000
+
+
+class PaymentStatus(enum.StrEnum):
+    PENDING = "Pending"
+    PAID = "Paid"
+    FAILED = "Failed"
+
+
+class CallbackOutcome(enum.StrEnum):
+    """What became of one received callback body (kept in the audit log)."""
+
+    RECEIVED = "received"  # stored, not yet applied
+    APPLIED = "applied"  # changed the ticket
+    IGNORED = "ignored"  # ticket already final: duplicate or contradicting
+    AMOUNT_MISMATCH = "amount_mismatch"  # success for a different amount: not marked Paid
+    UNMATCHED = "unmatched"  # no ticket with that CheckoutRequestID (yet)
+    MALFORMED = "malformed"  # not a Daraja callback body
+    REFUSED = "refused"  # failed the authenticity checks
+
+
+class Timestamps:
+    date_created: Mapped[datetime] = mapped_column("dateCreated", UTCDateTime(), default=utcnow)
+    last_updated: Mapped[datetime] = mapped_column(
+        "lastUpdated", UTCDateTime(), default=utcnow, onupdate=utcnow
+    )
+
+
+class Movie(Timestamps, Base):
+    __tablename__ = "movie"
+    __table_args__ = (
+        CheckConstraint(f"price > 0 AND price <= {PRICE_MAX}", name="price_positive"),
+        CheckConstraint(
+            f"max_tickets > 0 AND max_tickets <= {MAX_TICKETS_LIMIT}", name="max_tickets_positive"
+        ),
+        CheckConstraint("seatsPaid >= 0", name="seats_paid_not_negative"),
+    )
+
+    movie_id: Mapped[int] = mapped_column("movieId", Integer, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    show_time: Mapped[datetime] = mapped_column("showTime", UTCDateTime(), index=True)
+    price: Mapped[int] = mapped_column(Integer)
+    max_tickets: Mapped[int] = mapped_column(Integer, default=100)
+    image_url: Mapped[str | None] = mapped_column("imageUrl", String(2048))
+    # Seats of Paid tickets, kept with every Paid transition (under the movie's row lock) so
+    # availability never has to add up the ticket table.
+    seats_paid: Mapped[int] = mapped_column("seatsPaid", Integer, default=0)
+
+
+class Ticket(Timestamps, Base):
+    __tablename__ = "ticket"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("totalAmount > 0", name="total_amount_positive"),
+        CheckConstraint(
+            "paymentStatus IN ('Pending', 'Paid', 'Failed')", name="payment_status_valid"
+        ),
+        # Seats held: Pending tickets of a movie whose hold has not expired (a range scan).
+        Index(None, "movieId", "paymentStatus", "holdExpiresAt"),
+    )
+
+    ticket_id: Mapped[int] = mapped_column(
+        "ticketId", Integer, primary_key=True, autoincrement=True
+    )
+    movie_id: Mapped[int] = mapped_column(
+        "movieId", ForeignKey("movie.movieId", ondelete="RESTRICT")
+    )
+    customer_name: Mapped[str] = mapped_column("customerName", String(255))
+    phone_number: Mapped[str] = mapped_column("phoneNumber", String(12), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    total_amount: Mapped[int] = mapped_column("totalAmount", Integer)
+    payment_status: Mapped[str] = mapped_column(
+        "paymentStatus", String(16), default=PaymentStatus.PENDING
+    )
+    mpesa_receipt_number: Mapped[str | None] = mapped_column("mpesaReceiptNumber", String(32))
+    transaction_date: Mapped[datetime | None] = mapped_column("transactionDate", UTCDateTime())
+    result_code: Mapped[str | None] = mapped_column("resultCode", String(32))
+    result_desc: Mapped[str | None] = mapped_column("resultDesc", String(255))
+    hold_expires_at: Mapped[datetime] = mapped_column("holdExpiresAt", UTCDateTime())
+    # Paid after its seats were released and resold: the customer must be refunded.
+    needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
+    # SHA-256 of the secret handed to the buyer; it unlocks the name and phone number.
+    access_token_hash: Mapped[str | None] = mapped_column("accessTokenHash", String(64))
+
+    movie: Mapped[Movie] = relationship(lazy="raise")
+
+
+class PushRequest(Timestamps, Base):
+    __tablename__ = "pushrequest"
+
+    push_request_id: Mapped[int] = mapped_column(
+        "pushRequestId", Integer, primary_key=True, autoincrement=True
+    )
+    ticket_id: Mapped[int] = mapped_column(
+        "ticketId", ForeignKey("ticket.ticketId", ondelete="CASCADE"), unique=True
+    )
+    checkout_request_id: Mapped[str] = mapped_column("checkoutRequestId", String(64), unique=True)
+    merchant_request_id: Mapped[str | None] = mapped_column("merchantRequestId", String(64))
+    # When the reconciler should next ask Daraja about a push that got no callback.
+    next_query_at: Mapped[datetime | None] = mapped_column("nextQueryAt", UTCDateTime(), index=True)
+    query_attempts: Mapped[int] = mapped_column("queryAttempts", Integer, default=0)
+
+
+class CallbackLog(Base):
+    """Every callback body exactly as received, stored before it is applied."""
+
+    __tablename__ = "callbacklog"
+
+    callback_id: Mapped[int] = mapped_column(
+        "callbackId", Integer, primary_key=True, autoincrement=True
+    )
+    checkout_request_id: Mapped[str | None] = mapped_column(
+        "checkoutRequestId", String(64), index=True
+    )
+    ticket_id: Mapped[int | None] = mapped_column("ticketId", Integer)
+    body: Mapped[str] = mapped_column(Text)
+    source_ip: Mapped[str | None] = mapped_column("sourceIp", String(45))
+    outcome: Mapped[str] = mapped_column(String(32), default=CallbackOutcome.RECEIVED, index=True)
+    detail: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column("receivedAt", UTCDateTime(), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column("processedAt", UTCDateTime())
+
+
+class IdempotencyKey(Base):
+    """The first answer to a make-payment request sent with an `Idempotency-Key` header."""
+
+    __tablename__ = "idempotencykey"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column("requestHash", String(64))
+    # Null while the first request is still being processed.
+    response_status: Mapped[int | None] = mapped_column("responseStatus", Integer)
+    response_body: Mapped[str | None] = mapped_column("responseBody", Text)
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column("expiresAt", UTCDateTime(), index=True)
+
+
+class Admin(Timestamps, Base):
+    """An operator who may manage movies and read reports."""
+
+    __tablename__ = "admin"
+
+    admin_id: Mapped[int] = mapped_column("adminId", Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column("passwordHash", String(255))

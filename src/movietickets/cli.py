@@ -1,0 +1,241 @@
+"""The `movietickets` command: serve, migrate, seed, admins, reconcile, the Daraja simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from movietickets.observability import configure_logging
+from movietickets.settings import Settings
+
+# The rest is imported by the commands that use it: with one worker, uvicorn serves in this
+# very process, which should not carry Alembic, the simulator or the seed data (about 12 MB).
+
+logger = logging.getLogger("movietickets")
+
+
+async def _seed(settings: Settings) -> int:
+    from movietickets.db.engine import create_engine, create_sessionmaker
+    from movietickets.seed import seed_sample_movies
+
+    engine = create_engine(settings)
+    try:
+        return await seed_sample_movies(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+async def _create_admin(settings: Settings, username: str, password: str, weak: bool) -> None:
+    from movietickets.db.engine import create_engine, create_sessionmaker
+    from movietickets.services.auth import AuthService
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await AuthService(session, settings).create_admin(username, password, allow_weak=weak)
+    finally:
+        await engine.dispose()
+
+
+async def _ensure_development_admin(settings: Settings) -> bool:
+    from movietickets.db.engine import create_engine, create_sessionmaker
+    from movietickets.services.auth import AuthService
+
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            auth = AuthService(session, settings)
+            if await auth.has_admins():
+                return False
+            await auth.create_admin("admin", "admin", allow_weak=True)
+            return True
+    finally:
+        await engine.dispose()
+
+
+def prepare(_args: argparse.Namespace, settings: Settings) -> None:
+    from movietickets.db import migrations
+
+    migrations.upgrade(settings)
+    if settings.seed_sample_movies:
+        added = asyncio.run(_seed(settings))
+        if added:
+            logger.info("added %d sample movies to the empty database", added)
+    if settings.environment == "development" and asyncio.run(_ensure_development_admin(settings)):
+        logger.warning("development only: created admin 'admin' with password 'admin'")
+
+
+def _development_callback_token(settings: Settings) -> Settings:
+    """Development behaves like production: callbacks need a secret, made up per run."""
+    if settings.environment != "development" or settings.mpesa_callback_token is not None:
+        return settings
+    # Worker processes read their settings from the environment.
+    os.environ["MPESA_CALLBACK_TOKEN"] = secrets.token_urlsafe(24)
+    logger.info("generated a callback token for this run (set MPESA_CALLBACK_TOKEN to fix one)")
+    return Settings()
+
+
+def create_admin(args: argparse.Namespace, settings: Settings) -> None:
+    from movietickets.errors import AppError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("the passwords differ")
+    try:
+        asyncio.run(_create_admin(settings, args.username, password, weak=False))
+    except AppError as exc:
+        raise SystemExit(f"create-admin: {exc.message}") from None
+    print(f"admin {args.username} created")
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    settings = _development_callback_token(settings)
+    if not args.no_migrate:
+        # In a child process, so that the memory Alembic and the migrations take is given back.
+        prepared = subprocess.run(
+            [sys.executable, "-m", "movietickets.cli", "prepare"], check=False
+        )
+        if prepared.returncode:
+            raise SystemExit(prepared.returncode)
+    uvicorn.run(
+        "movietickets.app:create_app_from_env",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        access_log=False,  # AccessLogMiddleware logs requests more cheaply
+        log_config=None,
+        # Only TRUSTED_PROXIES may name the client (client_ip.py), never uvicorn's default.
+        proxy_headers=False,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        server_header=False,
+    )
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from movietickets.db import migrations
+
+    if args.action == "upgrade":
+        migrations.upgrade(settings, args.revision or "head")
+    else:
+        migrations.downgrade(settings, args.revision or "base")
+
+
+def seed(_args: argparse.Namespace, settings: Settings) -> None:
+    print(f"added {asyncio.run(_seed(settings))} sample movies")
+
+
+def simulator(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from movietickets.daraja.setup import simulator_config
+    from movietickets.daraja.simulator import create_simulator_app
+
+    config = simulator_config(settings)
+    if args.callback_delay is not None:
+        config = replace(config, callback_delay_seconds=args.callback_delay)
+    uvicorn.run(
+        create_simulator_app(config),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_config=None,
+    )
+
+
+async def _reconcile(settings: Settings, once: bool) -> None:
+    import httpx
+
+    from movietickets.daraja.setup import build_daraja
+    from movietickets.db.engine import create_engine, create_sessionmaker
+    from movietickets.services.reconciler import Reconciler
+
+    engine = create_engine(settings)
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            settings.mpesa_read_timeout_seconds, connect=settings.mpesa_connect_timeout_seconds
+        )
+    ) as http:
+        daraja, _ = build_daraja(settings, http)
+        reconciler = Reconciler(create_sessionmaker(engine), daraja, settings)
+        try:
+            if once:
+                print(await reconciler.run_once())
+            else:
+                await reconciler.run_forever()
+        finally:
+            await engine.dispose()
+
+
+def reconcile(args: argparse.Namespace, settings: Settings) -> None:
+    asyncio.run(_reconcile(settings, args.once))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movietickets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="migrate, seed (development) and serve")
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.add_argument("--workers", type=int)
+    serve_parser.add_argument("--no-migrate", action="store_true", help="skip migrations")
+    serve_parser.set_defaults(handler=serve)
+
+    migrate_parser = commands.add_parser("migrate", help="apply or revert migrations")
+    migrate_parser.add_argument("action", choices=["upgrade", "downgrade"], nargs="?")
+    migrate_parser.add_argument("revision", nargs="?")
+    migrate_parser.set_defaults(handler=migrate, action="upgrade")
+
+    seed_parser = commands.add_parser("seed", help="add sample movies to an empty database")
+    seed_parser.set_defaults(handler=seed)
+
+    simulator_parser = commands.add_parser(
+        "simulator", help="run the Daraja simulator on its own (consumer key simulator-key)"
+    )
+    simulator_parser.add_argument("--host", default="127.0.0.1")
+    simulator_parser.add_argument("--port", type=int, default=8001)
+    simulator_parser.add_argument("--callback-delay", type=float, help="seconds before callbacks")
+    simulator_parser.set_defaults(handler=simulator)
+
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="settle pushes that got no callback (STK Query), e.g. from cron"
+    )
+    reconcile_parser.add_argument("--once", action="store_true", help="one pass, then exit")
+    reconcile_parser.set_defaults(handler=reconcile)
+
+    admin_parser = commands.add_parser("create-admin", help="add an admin account")
+    admin_parser.add_argument("username")
+    admin_parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    admin_parser.set_defaults(handler=create_admin)
+
+    # Run by `serve` in a child process; on its own it migrates and seeds like `serve` does.
+    prepare_parser = commands.add_parser("prepare", help="migrate and seed, then exit")
+    prepare_parser.set_defaults(handler=prepare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    args.handler(args, settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pydantic request and response bodies, spelled as the original API spells them."""

@@ -1,0 +1,88 @@
+"""Sales, ticket listings and payment anomalies for admins."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from movietickets.db.base import utcnow
+from movietickets.db.models import CallbackLog, CallbackOutcome
+from movietickets.repositories.reports import ReportRepository
+from movietickets.schemas.reports import (
+    Anomalies,
+    CallbackRecord,
+    MovieSales,
+    SalesReport,
+    TicketFilter,
+    TicketPage,
+)
+from movietickets.schemas.tickets import TicketPublic
+from movietickets.settings import Settings
+
+ANOMALY_LIMIT = 200
+
+
+def _callback(entry: CallbackLog) -> CallbackRecord:
+    return CallbackRecord(
+        callbackId=entry.callback_id,
+        checkoutRequestId=entry.checkout_request_id,
+        ticketId=entry.ticket_id,
+        outcome=entry.outcome,
+        detail=entry.detail,
+        sourceIp=entry.source_ip,
+        receivedAt=entry.received_at,
+        body=entry.body,
+    )
+
+
+class ReportService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.reports = ReportRepository(session)
+        self.settings = settings
+
+    async def sales(self, since: datetime | None, until: datetime | None) -> SalesReport:
+        rows = await self.reports.sales(utcnow(), since, until)
+        movies = [
+            MovieSales(
+                movieId=movie.movie_id,
+                title=movie.title,
+                showTime=movie.show_time,
+                max_tickets=movie.max_tickets,
+                seatsPaid=int(seats_paid),
+                seatsHeld=int(seats_held),
+                revenue=int(revenue),
+                paidPurchases=int(paid),
+                failedPurchases=int(failed),
+                cancelledPurchases=int(cancelled),
+                refundsDue=int(refunds),
+            )
+            for movie, seats_paid, seats_held, revenue, paid, failed, cancelled, refunds in rows
+        ]
+        return SalesReport(
+            movies=movies,
+            totalRevenue=sum(m.revenue for m in movies),
+            totalSeatsPaid=sum(m.seatsPaid for m in movies),
+        )
+
+    async def tickets(self, where: TicketFilter, limit: int, offset: int) -> TicketPage:
+        rows, total = await self.reports.tickets(where, limit, offset)
+        return TicketPage(
+            tickets=[TicketPublic.from_models(ticket, movie) for ticket, movie in rows],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+
+    async def anomalies(self) -> Anomalies:
+        give_up = timedelta(seconds=self.settings.reconcile_give_up_seconds)
+        refunds = await self.reports.refunds_due(ANOMALY_LIMIT)
+        stuck = await self.reports.stuck_pending(utcnow() - give_up, ANOMALY_LIMIT)
+        mismatches = await self.reports.callbacks(CallbackOutcome.AMOUNT_MISMATCH, ANOMALY_LIMIT)
+        unmatched = await self.reports.callbacks(CallbackOutcome.UNMATCHED, ANOMALY_LIMIT)
+        return Anomalies(
+            refundsDue=[TicketPublic.from_models(t, m) for t, m in refunds],
+            amountMismatches=[_callback(entry) for entry in mismatches],
+            unmatchedCallbacks=[_callback(entry) for entry in unmatched],
+            stuckPending=[TicketPublic.from_models(t, m) for t, m in stuck],
+        )

@@ -1,0 +1,76 @@
+"""Runs the service as it ships (`movietickets serve`: uvicorn, migrations) in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def live_server(
+    database_url: str, *, workers: int = 1, log_path: Path | None = None, **env: str
+) -> Iterator[str]:
+    """Serves on a free loopback port; yields the base URL; stops the server afterwards."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ENVIRONMENT": "test",
+        "RATE_LIMIT_ENABLED": "false",
+        "SEED_SAMPLE_MOVIES": "false",
+        "LOG_LEVEL": "WARNING",
+        "PORT": str(port),
+        "WORKERS": str(workers),
+        "RECONCILE_IN_SERVICE": "false",
+        "JWT_SECRET_KEY": "test-signing-key-0123456789abcdef0123456789abcdef",
+        **env,
+    }
+    log_path = log_path or (Path(os.environ["SERVER_LOG"]) if "SERVER_LOG" in os.environ else None)
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "movietickets.cli", "serve"],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            try:
+                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start within 30 s")
+            time.sleep(0.1)
+        yield base_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if not isinstance(log, int):
+            log.close()

@@ -100,6 +100,8 @@ def create_app(
         try:
             yield
         finally:
+            if simulator is not None:  # first: its callbacks in flight still need the app
+                await simulator.aclose()
             if reconciler is not None:
                 reconciler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -107,8 +109,6 @@ def create_app(
             await app.state.resources.seat_holds.aclose()
             await app.state.resources.push_records.aclose()
             await app.state.resources.catalogue.aclose()
-            if simulator is not None:
-                await simulator.aclose()
             await http.aclose()
             if rate_limits is not None:
                 await rate_limits.aclose()

@@ -637,3 +637,30 @@ async def test_mounted_in_a_fastapi_app() -> None:
             assert host.openapi()["paths"] == {}
     finally:
         await sim.aclose()
+
+
+async def test_closing_finishes_callbacks_in_flight_and_drops_waiting_ones() -> None:
+    # A receiver slow to answer: cancelling its callback mid-request would cut the receiving
+    # app's transaction short (in the service, the callback's own database transaction).
+    arrived = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow_hook(request: Request) -> Response:
+        body = await request.json()
+        arrived.set()
+        await asyncio.sleep(0.3)
+        finished.append(body["Body"]["stkCallback"]["CheckoutRequestID"])
+        return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted"})
+
+    app = Starlette(routes=[Route("/hooks/pay", slow_hook, methods=["POST"])])
+    async with serve(app) as base_url:
+        async with open_daraja() as daraja:
+            sending = await daraja.accepted_push(push_body(callback_url=f"{base_url}/hooks/pay"))
+            await asyncio.wait_for(arrived.wait(), WAIT)
+            daraja.sim.config = replace(FAST, callback_delay_seconds=60)
+            await daraja.accepted_push(push_body(callback_url=f"{base_url}/hooks/pay"))
+            started = time.monotonic()
+        # open_daraja closed the simulator: it waited for the first callback only.
+        assert finished == [sending]
+        assert time.monotonic() - started < 5
+        assert daraja.sim.callbacks_sent == 1

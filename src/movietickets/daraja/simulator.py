@@ -207,6 +207,7 @@ class DarajaSimulator:
         self._http = http
         self._owns_http = http is None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self.app = Starlette(
             routes=[
                 Route(wire.OAUTH_PATH, self._oauth, methods=["GET"]),
@@ -217,9 +218,13 @@ class DarajaSimulator:
         )
 
     async def aclose(self) -> None:
+        """Drops callbacks still waiting for their delay (for the app, a push that was never
+        answered) and lets those already being sent finish: cancelling one mid-request would
+        cut the receiving app's transaction short."""
         tasks = list(self._tasks)
         for task in tasks:
-            task.cancel()
+            if task not in self._sending:
+                task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_http and self._http is not None:
             await self._http.aclose()
@@ -408,7 +413,13 @@ class DarajaSimulator:
 
     async def _deliver_later(self, push: _Push) -> None:
         await asyncio.sleep(self.config.callback_delay_seconds)
-        await self._deliver(push)
+        task = asyncio.current_task()
+        assert task is not None
+        self._sending.add(task)
+        try:
+            await self._deliver(push)
+        finally:
+            self._sending.discard(task)
 
     async def _deliver(self, push: _Push) -> None:
         callback: dict[str, Any] = {

@@ -28,6 +28,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO, and the callback URL the simulator calls
+    # carries the callback secret: our own log lines name requests without their secrets.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class AccessLogMiddleware:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -117,3 +118,27 @@ async def test_forged_callback_without_token_is_refused(http: httpx.AsyncClient)
     response = await http.post("/api/mpesa-callback", json=forged)
     assert response.status_code == 403
     assert (await ticket(http, body["ticketId"]))["paymentStatus"] == "Pending"
+
+
+async def test_the_log_never_shows_the_callback_secret(
+    database_url: str,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    log_path = tmp_path / "server.log"
+    secret = "log-secret-5bd1c0"
+    with live_server(
+        database_url,
+        log_path=log_path,
+        LOG_LEVEL="INFO",
+        SIMULATOR_CALLBACK_DELAY_SECONDS="0.1",
+        MPESA_CALLBACK_TOKEN=secret,
+    ) as base_url:
+        async with admin_client(sessionmaker, settings, base_url=base_url, timeout=10) as http:
+            movie = await create_movie(http)
+            response = await buy(http, movie["movieId"], phone="0712344149")
+            await wait_for_status(http, response.json()["ticketId"], "Paid")
+    log = log_path.read_text()
+    assert "delivered: HTTP 200" in log  # the callback was sent and logged
+    assert secret not in log

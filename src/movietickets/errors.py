@@ -84,7 +84,10 @@ class InvalidInput(AppError):
     code = "validation_error"
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}", details=[ErrorDetail(field=field, message=message)])
+        super().__init__(
+            f"Invalid request: {field}: {message}",
+            details=[ErrorDetail(field=field, message=message)],
+        )
 
 
 class NotFound(AppError):

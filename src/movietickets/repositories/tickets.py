@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from movietickets.db.models import CallbackLog, PaymentStatus, PushRequest, Ticket
+from movietickets.db.models import CallbackLog, Movie, PaymentStatus, PushRequest, Ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,16 @@ class TicketRepository:
 
     async def get(self, ticket_id: int) -> Ticket | None:
         return await self.session.get(Ticket, ticket_id)
+
+    async def get_with_movie(self, ticket_id: int) -> tuple[Ticket, Movie] | None:
+        """The ticket and its movie in one round trip (buyers poll this while they pay)."""
+        statement = (
+            select(Ticket, Movie)
+            .join(Movie, Movie.movie_id == Ticket.movie_id)
+            .where(Ticket.ticket_id == ticket_id)
+        )
+        row = (await self.session.execute(statement)).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def get_for_update(self, ticket_id: int) -> Ticket | None:
         statement = select(Ticket).where(Ticket.ticket_id == ticket_id).with_for_update()

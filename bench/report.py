@@ -115,10 +115,6 @@ def _ms(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _pct(part: float, whole: float) -> str:
-    return f"{part / whole * 100:.0f}%" if whole else "n/a"
-
-
 def _rss(result: ScenarioResult) -> str:
     if not result.peak_rss_mb:
         return "n/a"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,15 +29,6 @@ class MovieService:
         self.movies = MovieRepository(session)
         self.tickets = TicketRepository(session)
         self.catalogue_changed = catalogue_changed
-
-    async def list_movies(self) -> Sequence[Movie]:
-        return await self.movies.list_all()
-
-    async def get_movie(self, movie_id: int) -> Movie:
-        movie = await self.movies.get(movie_id)
-        if movie is None:
-            raise NotFound(f"Movie {movie_id} not found")
-        return movie
 
     async def create_movie(self, data: MovieCreate) -> Movie:
         movie = Movie(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from movietickets.db.engine import create_engine, create_sessionmaker
@@ -20,6 +19,7 @@ from movietickets.schemas.movies import MovieCreate, MovieEnvelope, MovieList, M
 from movietickets.services.catalogue_cache import CatalogueCache
 from movietickets.services.movies import MovieService
 from tests.conftest import make_settings
+from tests.sql_hooks import statements_sent
 
 SHOW = datetime.now(UTC) + timedelta(days=30)
 
@@ -49,16 +49,8 @@ async def cache(
 @pytest.fixture
 def catalogue_queries(engine: AsyncEngine) -> Iterator[list[str]]:
     """Every statement that reads the whole catalogue, as it is sent."""
-    sent: list[str] = []
-
-    def record(*args: Any) -> None:
-        statement = args[2]
-        if "FROM movie ORDER BY" in statement:
-            sent.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(engine.sync_engine, "before_cursor_execute", record)
+    with statements_sent(engine, lambda statement: "FROM movie ORDER BY" in statement) as sent:
+        yield sent
 
 
 async def add_movie(

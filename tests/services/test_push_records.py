@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from movietickets.daraja.client import StkPushAccepted
@@ -23,6 +23,7 @@ from movietickets.db.models import (
 )
 from movietickets.services.push_records import PushRecords
 from tests.helpers import callback_body
+from tests.sql_hooks import statements_fail, statements_sent
 
 PRICE = 200
 
@@ -39,15 +40,10 @@ async def push_records(
 @pytest.fixture
 def transactions(engine: AsyncEngine) -> Iterator[list[str]]:
     """The pushes' INSERT statements, one per recording transaction."""
-    sent: list[str] = []
-
-    def record(*args: Any) -> None:
-        if args[2].startswith("INSERT INTO pushrequest"):
-            sent.append(args[2])
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(engine.sync_engine, "before_cursor_execute", record)
+    with statements_sent(
+        engine, lambda statement: statement.startswith("INSERT INTO pushrequest")
+    ) as sent:
+        yield sent
 
 
 async def pending_tickets(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> list[int]:
@@ -195,19 +191,14 @@ async def test_one_failing_push_does_not_cost_the_others_their_record(
     tickets = await pending_tickets(sessionmaker, 6)
     poisoned = accepted(3).checkout_request_id
 
-    def fail(*args: Any) -> None:
-        statement, parameters = args[2], args[3]
-        if statement.startswith("INSERT INTO pushrequest") and poisoned in repr(parameters):
-            raise RuntimeError("deadlock")
+    def poisoned_insert(statement: str, parameters: Any) -> bool:
+        return statement.startswith("INSERT INTO pushrequest") and poisoned in repr(parameters)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", fail)
-    try:
+    with statements_fail(engine, poisoned_insert, "deadlock"):
         outcomes = await asyncio.gather(
             *(push_records.record(ticket, accepted(n)) for n, ticket in enumerate(tickets)),
             return_exceptions=True,
         )
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", fail)
     assert isinstance(outcomes[3], RuntimeError)
     assert [outcome for n, outcome in enumerate(outcomes) if n != 3] == [PaymentStatus.PENDING] * 5
     async with sessionmaker() as session:

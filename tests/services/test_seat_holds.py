@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from movietickets.db.models import Movie, PaymentStatus, Ticket
 from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut
 from movietickets.schemas.payments import PaymentRequest
 from movietickets.services.seat_holds import HeldTicket, SeatHolds
+from tests.sql_hooks import statements_fail, statements_sent
 
 
 @pytest.fixture
@@ -30,16 +31,12 @@ async def seat_holds(
 @pytest.fixture
 def locking_reads(engine: AsyncEngine) -> Iterator[list[str]]:
     """The seat checks sent: one per transaction that locked a movie row."""
-    sent: list[str] = []
 
-    def record(*args: Any) -> None:
-        statement: str = args[2]
-        if statement.startswith("SELECT movie.") and "FROM movie" in statement:
-            sent.append(statement)
+    def seat_check(statement: str) -> bool:
+        return statement.startswith("SELECT movie.") and "FROM movie" in statement
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(engine.sync_engine, "before_cursor_execute", record)
+    with statements_sent(engine, seat_check) as sent:
+        yield sent
 
 
 async def add_movie(
@@ -171,18 +168,14 @@ async def test_a_database_failure_reaches_every_buyer_of_the_batch(
 ) -> None:
     movie_id = await add_movie(sessionmaker, seats=10)
 
-    def fail(*args: Any) -> None:
-        if "INSERT INTO ticket" in args[2]:
-            raise RuntimeError("the database went away")
+    def ticket_insert(statement: str, _parameters: Any) -> bool:
+        return "INSERT INTO ticket" in statement
 
-    event.listen(engine.sync_engine, "before_cursor_execute", fail)
-    try:
+    with statements_fail(engine, ticket_insert, "the database went away"):
         outcomes = await asyncio.gather(
             *(seat_holds.hold(order(movie_id, 1, n), None) for n in range(5)),
             return_exceptions=True,
         )
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", fail)
     assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
     assert await held_in_database(sessionmaker, movie_id) == 0
     # The next buyer is served by a new batch.

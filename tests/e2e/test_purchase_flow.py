@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,6 @@ def server(database_url: str) -> Iterator[str]:
         MPESA_CALLBACK_TOKEN="e2e-secret",
     ) as base_url:
         yield base_url
-
-
-@pytest.fixture
-async def http(
-    server: str, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An admin's client of the live server; the tables are emptied after each test."""
-    async with admin_client(sessionmaker, settings, base_url=server, timeout=10) as client:
-        yield client
 
 
 async def test_purchase_pending_then_paid(http: httpx.AsyncClient) -> None:

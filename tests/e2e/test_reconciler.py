@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from movietickets.settings import Settings
-from tests.conftest import admin_client
 from tests.helpers import buy, create_movie, ticket, wait_for_status
 from tests.live_server import live_server
 
@@ -27,14 +24,6 @@ def server(database_url: str) -> Iterator[str]:
         MPESA_READ_TIMEOUT_SECONDS="1",
     ) as base_url:
         yield base_url
-
-
-@pytest.fixture
-async def http(
-    server: str, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with admin_client(sessionmaker, settings, base_url=server, timeout=10) as client:
-        yield client
 
 
 @pytest.mark.parametrize(

@@ -242,3 +242,31 @@ class TestCallbackToken:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError("never paid")
+
+
+# Amounts no M-Pesa payment can have (the most is 250,000 shillings), as numbers or text.
+IMPOSSIBLE_AMOUNTS = ["100000000000000000000", "1e5000", -500, "-1e30"]
+
+
+@pytest.mark.parametrize("amount", IMPOSSIBLE_AMOUNTS)
+async def test_an_impossible_amount_is_a_mismatch_never_a_500(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], amount: Any
+) -> None:
+    ticket_id, checkout_id = await pending_purchase(client)
+    response = await post_callback(client, callback_body(checkout_id, amount=amount))
+    assert response.json() == ACK
+    current = await ticket(client, ticket_id)
+    assert (current["paymentStatus"], current["needsRefund"]) == ("Failed", True)
+    assert [e.outcome for e in await callback_log(sessionmaker)] == ["amount_mismatch"]
+
+
+@pytest.mark.parametrize("amount", IMPOSSIBLE_AMOUNTS)
+async def test_an_impossible_amount_matches_no_unanswered_push(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], amount: Any
+) -> None:
+    ticket_id, _ = await pending_purchase(client)
+    body = callback_body("ws_CO_unknown", amount=amount, phone=254712349003)
+    response = await post_callback(client, body)
+    assert response.json() == ACK
+    assert (await ticket(client, ticket_id))["paymentStatus"] == "Pending"
+    assert [e.outcome for e in await callback_log(sessionmaker)] == ["unmatched"]

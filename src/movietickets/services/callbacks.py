@@ -22,7 +22,13 @@ from movietickets.client_ip import in_networks, parse_address
 from movietickets.daraja.wire import NAIROBI
 from movietickets.db.base import utcnow
 from movietickets.db.engine import locked_transaction
-from movietickets.db.models import CallbackLog, CallbackOutcome, PaymentStatus, PushRequest
+from movietickets.db.models import (
+    PRICE_MAX,
+    CallbackLog,
+    CallbackOutcome,
+    PaymentStatus,
+    PushRequest,
+)
 from movietickets.errors import AppError, Forbidden
 from movietickets.repositories.tickets import (
     CallbackLogRepository,
@@ -180,12 +186,15 @@ class CallbackService:
     ) -> PushRequest | None:
         """A success for a push whose response never came (timed out): match phone and amount."""
         phone = _text(callback.item("PhoneNumber"))
-        if not result.succeeded or phone is None or result.amount is None:
+        amount = result.amount
+        if not result.succeeded or phone is None or amount is None:
             return None
-        if result.amount != result.amount.to_integral_value():
+        # Only an amount a ticket can cost can match one (and only such an amount is sent on
+        # to the database: the callback may say anything).
+        if amount != amount.to_integral_value() or not 0 < amount <= PRICE_MAX:
             return None
         ticket = await TicketRepository(session).find_orphan(
-            phone, int(result.amount), since=now - ORPHAN_WINDOW
+            phone, int(amount), since=now - ORPHAN_WINDOW
         )
         if ticket is None:
             return None

@@ -97,7 +97,7 @@ async def settle(
             return Settlement.UNVERIFIED
         if result.amount != ticket.total_amount:
             logger.error(
-                "ticket %d: M-Pesa reports %d paid, the ticket costs %d; not marking it Paid",
+                "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
                 ticket_id,
                 result.amount,
                 ticket.total_amount,

@@ -54,11 +54,11 @@ class PurchaseService:
         self.rate_limits = rate_limits
 
     async def make_payment(self, order: PaymentRequest) -> PaymentInitiated:
-        await self._refuse_repeated_payment(order)
         if order.quantity > self.settings.max_tickets_per_order:
             raise InvalidInput(
                 "body.quantity", f"at most {self.settings.max_tickets_per_order} tickets per order"
             )
+        await self._refuse_repeated_payment(order)
         access_token = new_access_token()
         ticket = await self._hold_seats(order, token_hash(access_token))
         # Shown on the customer's phone; Daraja allows 12 characters, the id's digits come last.

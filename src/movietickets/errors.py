@@ -9,6 +9,7 @@ Services raise these; `exception_handlers` turns them (and framework errors) int
     ├── Conflict                 409 conflict
     │   └── SoldOut              409 sold_out (carries seatsAvailable)
     ├── Unauthorized             401 unauthorized (missing, expired or tampered admin token)
+    │   └── StaleCredentials             401 unauthorized (expired, or its admin was deleted)
     ├── Forbidden                403 forbidden
     ├── PaymentProviderError     502 payment_provider_error (names the ticket)
     │   ├── PaymentProviderBusy          503 payment_provider_busy
@@ -248,3 +249,7 @@ class Unauthorized(AppError):
 
     def __init__(self, message: str = "Sign in as an admin: Authorization: Bearer <token>") -> None:
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class StaleCredentials(Unauthorized):
+    """A token that was valid once: expired, or its admin account was deleted since."""

@@ -378,3 +378,28 @@ async def test_create_admin_command(
     assert "a long passphrase" not in json.dumps(admin.password_hash)
     response = await sign_in(anonymous_client, "alice", "a long passphrase")
     assert response.status_code == 200
+
+
+async def test_stale_admin_token_reads_a_ticket_masked_and_a_forged_one_is_refused(
+    client: httpx.AsyncClient,
+    anonymous_client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    movie = await create_movie(client)
+    ticket = (await buy(client, movie["movieId"])).json()
+    path = f"/api/tickets/{ticket['ticketId']}"
+    expired = forged(valid_claims(exp=utcnow() - timedelta(seconds=1)))
+    response = await anonymous_client.get(path, headers={"Authorization": f"Bearer {expired}"})
+    assert response.status_code == 200, response.text
+    assert response.json()["ticket"]["piiMasked"] is True
+
+    async with sessionmaker() as session, session.begin():
+        await session.execute(delete(Admin))
+    deleted_admin = await client.get(path)
+    assert deleted_admin.status_code == 200
+    assert deleted_admin.json()["ticket"]["piiMasked"] is True
+
+    for bad in (BAD_TOKENS["garbage"], BAD_TOKENS["other key"], BAD_TOKENS["alg none"]):
+        refused = await anonymous_client.get(path, headers={"Authorization": f"Bearer {bad}"})
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "unauthorized"

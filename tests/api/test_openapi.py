@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from movietickets.app import create_app
@@ -44,3 +46,30 @@ async def test_docs_assets_are_served_locally(client: httpx.AsyncClient) -> None
         response = await client.get(f"/static-offline-docs/{asset}")
         assert response.status_code == 200
         assert len(response.content) > 10_000
+
+
+def test_every_schema_has_one_clean_unique_name() -> None:
+    schema = create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()
+    names = list(schema["components"]["schemas"])
+    for name in names:
+        # No module paths (`movietickets__...`), no `-Input`/`-Output` twins, no `Body_...`.
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", name), name
+    titles = [
+        definition.get("title", name)
+        for name, definition in schema["components"]["schemas"].items()
+    ]
+    assert len(titles) == len(set(titles)), sorted(titles)
+    query = schema["paths"]["/api/query-payment-status"]["post"]["responses"]["200"]
+    assert query["content"]["application/json"]["schema"]["$ref"].endswith("/PaymentStatusResult")
+    status = schema["components"]["schemas"]["PaymentStatus"]
+    assert status["enum"] == ["Pending", "Paid", "Failed"]
+
+
+def test_ticket_read_declares_the_admin_token_optional() -> None:
+    schema = create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()
+    operation = schema["paths"]["/api/tickets/{id}"]["get"]
+    assert {} in operation["security"]
+    assert {"OAuth2PasswordBearer": []} in operation["security"]
+    assert "401" in operation["responses"]
+    admin_only = schema["paths"]["/api/admin/sales"]["get"]
+    assert admin_only["security"] == [{"OAuth2PasswordBearer": []}]

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Form
 from pydantic import BaseModel
 
 from movietickets.dependencies import AuthServiceDep
 from movietickets.errors import error_responses
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+class AdminSignIn(BaseModel):
+    """The OAuth2 password grant's form fields (RFC 6749, section 4.3)."""
+
+    grant_type: Literal["password"] | None = None
+    username: str
+    password: str
+    scope: str = ""
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 class AccessToken(BaseModel):
@@ -27,7 +37,7 @@ class AccessToken(BaseModel):
     responses=error_responses(401, 422, 429),
 )
 async def create_access_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], auth: AuthServiceDep
+    form: Annotated[AdminSignIn, Form()], auth: AuthServiceDep
 ) -> AccessToken:
     issued = await auth.sign_in(form.username, form.password)
     return AccessToken(access_token=issued.access_token, expires_in=issued.expires_in)

@@ -17,8 +17,8 @@ from movietickets.schemas.payments import (
     CallbackAck,
     PaymentInitiated,
     PaymentRequest,
-    PaymentStatus,
     PaymentStatusRequest,
+    PaymentStatusResult,
 )
 from movietickets.services.idempotency import StoredResponse
 
@@ -80,7 +80,7 @@ async def make_payment(
 )
 async def query_payment_status(
     body: PaymentStatusRequest, service: PaymentStatusServiceDep
-) -> PaymentStatus:
+) -> PaymentStatusResult:
     return await service.query(body.checkoutRequestId)
 
 

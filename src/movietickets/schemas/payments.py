@@ -83,7 +83,7 @@ class PaymentStatusRequest(BaseModel):
     checkoutRequestId: CheckoutRequestId
 
 
-class PaymentStatus(BaseModel):
+class PaymentStatusResult(BaseModel):
     """Daraja's STK Query fields, plus the ticket's state after the answer was applied."""
 
     model_config = ConfigDict(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from movietickets.db.base import utcnow
 from movietickets.db.models import Admin
-from movietickets.errors import Conflict, InvalidInput, Unauthorized
+from movietickets.errors import Conflict, InvalidInput, StaleCredentials, Unauthorized
 from movietickets.repositories.admins import AdminRepository
 from movietickets.settings import Settings
 
@@ -59,7 +59,7 @@ def token_subject(token: str, settings: Settings) -> str:
             options={"require": ["exp", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("The admin token has expired; sign in again") from None
+        raise StaleCredentials("The admin token has expired; sign in again") from None
     except jwt.InvalidTokenError:
         raise Unauthorized("The admin token is invalid") from None
     subject = claims.get("sub")
@@ -83,7 +83,7 @@ class AuthService:
     async def authenticate(self, token: str) -> Admin:
         admin = await self.admins.by_username(token_subject(token, self.settings))
         if admin is None:
-            raise Unauthorized("The admin account no longer exists")
+            raise StaleCredentials("The admin account no longer exists")
         return admin
 
     async def create_admin(

@@ -22,15 +22,17 @@ from movietickets.errors import (
     PaymentProviderError,
 )
 from movietickets.repositories.tickets import PushRequestRepository, TicketRepository
-from movietickets.schemas.payments import PaymentStatus
+from movietickets.schemas.payments import PaymentStatusResult
 from movietickets.services.settlement import PaymentResult, settle
 
 ACCEPTED = "The service request has been accepted successfully"
 PROCESSING = "The transaction is being processed"
 
 
-def _from_ticket(push: PushRequest, ticket: Ticket, description: str = ACCEPTED) -> PaymentStatus:
-    return PaymentStatus(
+def _from_ticket(
+    push: PushRequest, ticket: Ticket, description: str = ACCEPTED
+) -> PaymentStatusResult:
+    return PaymentStatusResult(
         ResponseCode="0",
         ResponseDescription=description,
         MerchantRequestID=push.merchant_request_id,
@@ -57,7 +59,7 @@ class PaymentStatusService:
             raise NotFound(f"No payment with CheckoutRequestID {checkout_request_id}")
         return push, ticket
 
-    async def query(self, checkout_request_id: str) -> PaymentStatus:
+    async def query(self, checkout_request_id: str) -> PaymentStatusResult:
         push, ticket = await self._load(checkout_request_id)
         # M-Pesa's final answer is already recorded: no need to ask again.
         if ticket.result_code is not None or ticket.payment_status == Status.PAID:
@@ -85,7 +87,7 @@ class PaymentStatusService:
             await settle(session, ticket.ticket_id, result, utcnow(), check_amount=False)
             settled = await TicketRepository(session).get(ticket.ticket_id)
             assert settled is not None
-        return PaymentStatus(
+        return PaymentStatusResult(
             ResponseCode=answer.response_code,
             ResponseDescription=answer.response_description,
             MerchantRequestID=answer.merchant_request_id or push.merchant_request_id,

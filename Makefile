@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/movietickets serve
 
-## Lint, type-check and run the whole test suite (SQLite and MariaDB).
+## Lint, type-check, check the layering (import-linter) and run the whole test suite (SQLite and MariaDB).
 test: lint
 	$(BIN)/pytest
 
@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

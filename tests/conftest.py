@@ -29,12 +29,12 @@ from sqlalchemy.ext.asyncio import (
 from starlette.types import Receive, Scope, Send
 
 from movietickets.app import create_app
+from movietickets.auth.repository import AdminRepository
+from movietickets.auth.service import issue_token, password_hasher
 from movietickets.db import migrations
 from movietickets.db.base import Base
 from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.db.models import Admin
-from movietickets.repositories.admins import AdminRepository
-from movietickets.services.auth import issue_token, password_hasher
 from movietickets.settings import Settings
 
 MARIADB_SERVER_URL = os.environ.get("MARIADB_TEST_URL", "mysql+asyncmy://root@127.0.0.1:3306")
@@ -158,10 +158,10 @@ def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return create_sessionmaker(engine)
 
 
-@pytest.fixture
-async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]:
-    """The app; its outgoing HTTP (to the mounted Daraja simulator, and the simulator's
-    callbacks) is routed back into the app in-process."""
+@asynccontextmanager
+async def loopback_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The running app; its outgoing HTTP (to the mounted Daraja simulator, and the
+    simulator's callbacks) is routed back into the app in-process."""
     holder: list[FastAPI] = []
 
     async def loopback(scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,6 +170,12 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]
     application = create_app(settings, http_transport=httpx.ASGITransport(app=loopback))
     holder.append(application)
     async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    async with loopback_app(settings) as application:
         yield application
 
 

@@ -24,9 +24,18 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(
-    database_url: str, *, workers: int = 1, log_path: Path | None = None, **env: str
+    database_url: str,
+    *,
+    workers: int = 1,
+    log_path: Path | None = None,
+    command: str = "movietickets.cli",
+    **env: str,
 ) -> Iterator[str]:
-    """Serves on a free loopback port; yields the base URL; stops the server afterwards."""
+    """Serves on a free loopback port; yields the base URL; stops the server afterwards.
+
+    `command` is the module run as `python -m <command> serve`: the shipped CLI, or a
+    test's variant of it.
+    """
     port = free_port()
     environment = {
         **os.environ,
@@ -43,8 +52,8 @@ def live_server(
     }
     log_path = log_path or (Path(os.environ["SERVER_LOG"]) if "SERVER_LOG" in os.environ else None)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movietickets.cli", "serve"],
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", command, "serve"],
         env=environment,
         stdout=log,
         stderr=subprocess.STDOUT,

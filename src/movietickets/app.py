@@ -16,25 +16,32 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import models_json_schema
 
-from movietickets import __version__
-from movietickets.client_ip import ClientAddressMiddleware
+from movietickets import __version__, health
+from movietickets.admin import endpoints as admin
+from movietickets.auth import endpoints as auth
+from movietickets.catalogue import endpoints as catalogue
+from movietickets.catalogue.cache import CatalogueCache
+from movietickets.daraja.callback import DarajaCallback
 from movietickets.daraja.setup import SIMULATOR_MOUNT, build_daraja
+from movietickets.daraja.setup import check_settings as check_daraja_settings
 from movietickets.daraja.transport import asyncio_transport
 from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.dependencies import Resources
 from movietickets.errors import install_exception_handlers
-from movietickets.middleware import BodySizeLimitMiddleware
-from movietickets.observability import AccessLogMiddleware, configure_logging
-from movietickets.ratelimit import RateLimits
-from movietickets.ratelimit_middleware import WriteRateLimitMiddleware
-from movietickets.routers import admin, auth, movies, payments, system, tickets
-from movietickets.schemas.payments import DarajaCallback
-from movietickets.security import cors_options, install_security_headers
-from movietickets.services.catalogue_cache import CatalogueCache
-from movietickets.services.push_records import PushRecords
-from movietickets.services.reconciler import Reconciler
-from movietickets.services.seat_holds import SeatHolds
+from movietickets.kit.ratelimit import RateLimits
+from movietickets.middleware.access_log import AccessLogMiddleware
+from movietickets.middleware.body_size import BodySizeLimitMiddleware
+from movietickets.middleware.client_address import ClientAddressMiddleware
+from movietickets.middleware.cors import cors_options
+from movietickets.middleware.security_headers import install_security_headers
+from movietickets.middleware.write_rate_limit import WriteRateLimitMiddleware
+from movietickets.observability import configure_logging
+from movietickets.payments import endpoints as payments
+from movietickets.payments.pushes import PushRecords
+from movietickets.payments.reconciler import Reconciler
+from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
+from movietickets.tickets import endpoints as tickets
 
 DESCRIPTION = """
 Sell cinema and event tickets paid with M-Pesa (Lipa Na M-Pesa Online / STK Push).
@@ -61,6 +68,7 @@ def create_app(
 ) -> FastAPI:
     """`http_transport` replaces the network for outgoing calls (tests route them in-process)."""
     settings = settings or Settings()
+    check_daraja_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,7 +130,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_exception_handlers(app)
-    routers = (system, movies, tickets, payments, auth, admin)
+    routers = (health, catalogue, tickets, payments, auth, admin)
     for router in (module.router for module in routers):
         app.include_router(router)
     _document_raw_bodies(app)

@@ -21,10 +21,13 @@ from movietickets.settings import Settings
 
 logger = logging.getLogger("movietickets")
 
+# What `serve` runs; the tests' concurrency proof swaps in an app with an unlocked seat check.
+APP_FACTORY = "movietickets.app:create_app_from_env"
+
 
 async def _seed(settings: Settings) -> int:
+    from movietickets.catalogue.seed import seed_sample_movies
     from movietickets.db.engine import create_engine, create_sessionmaker
-    from movietickets.seed import seed_sample_movies
 
     engine = create_engine(settings)
     try:
@@ -34,8 +37,8 @@ async def _seed(settings: Settings) -> int:
 
 
 async def _create_admin(settings: Settings, username: str, password: str, weak: bool) -> None:
+    from movietickets.auth.service import AuthService
     from movietickets.db.engine import create_engine, create_sessionmaker
-    from movietickets.services.auth import AuthService
 
     engine = create_engine(settings)
     try:
@@ -46,8 +49,8 @@ async def _create_admin(settings: Settings, username: str, password: str, weak: 
 
 
 async def _ensure_development_admin(settings: Settings) -> bool:
+    from movietickets.auth.service import AuthService
     from movietickets.db.engine import create_engine, create_sessionmaker
-    from movietickets.services.auth import AuthService
 
     engine = create_engine(settings)
     try:
@@ -111,7 +114,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
         if prepared.returncode:
             raise SystemExit(prepared.returncode)
     uvicorn.run(
-        "movietickets.app:create_app_from_env",
+        APP_FACTORY,
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
@@ -161,7 +164,7 @@ async def _reconcile(settings: Settings, once: bool) -> None:
 
     from movietickets.daraja.setup import build_daraja
     from movietickets.db.engine import create_engine, create_sessionmaker
-    from movietickets.services.reconciler import Reconciler
+    from movietickets.payments.reconciler import Reconciler
 
     engine = create_engine(settings)
     async with httpx.AsyncClient(

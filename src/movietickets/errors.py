@@ -1,21 +1,29 @@
-"""Domain errors and the one JSON error shape every failure is answered with.
+"""Every domain error, and the one JSON error shape every failure is answered with.
 
-Services raise these; `exception_handlers` turns them (and framework errors) into
-`{"error": <message>, "code": <machine code>, ...}`. Nothing else builds error bodies.
+Services raise these; the handlers installed by `install_exception_handlers` turn them (and
+framework errors) into `{"error": <message>, "code": <machine code>, ...}`. Nothing else
+builds error bodies or writes `Retry-After`: an error carries `retry_after`, and this module
+turns it into the header.
 
     AppError                     400 bad_request
+    ├── MalformedCallback        400 malformed_callback (not a Daraja STK callback body)
     ├── InvalidInput             422 validation_error (a rule on a well-typed value)
+    ├── IdempotencyKeyReused     422 idempotency_key_reused (same key, another body)
     ├── NotFound                 404 not_found
     ├── Conflict                 409 conflict
-    │   └── SoldOut              409 sold_out (carries seatsAvailable)
+    │   ├── SoldOut              409 sold_out (carries seatsAvailable)
+    │   └── IdempotencyKeyInUse  409 idempotency_key_in_use (the first request still runs)
     ├── Unauthorized             401 unauthorized (missing, expired or tampered admin token)
-    │   └── StaleCredentials             401 unauthorized (expired, or its admin was deleted)
+    │   └── StaleCredentials     401 unauthorized (expired, or its admin was deleted)
     ├── Forbidden                403 forbidden
     ├── PaymentProviderError     502 payment_provider_error (names the ticket)
     │   ├── PaymentProviderBusy          503 payment_provider_busy
     │   └── PaymentOutcomeUnknown        504 payment_outcome_unknown
     ├── RateLimited              429 rate_limited (with Retry-After)
     └── ServiceUnavailable       503 service_unavailable
+
+Framework errors: 400 malformed_json, 404 not_found (no route), 405 method_not_allowed,
+413 payload_too_large, 422 validation_error, 503 database_down, 500 internal_error.
 """
 
 from __future__ import annotations
@@ -28,9 +36,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from movietickets.db.engine import DATABASE_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +75,27 @@ class AppError(Exception):
         message: str,
         *,
         details: list[ErrorDetail] | None = None,
-        headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
-        self.headers = headers
+        self.retry_after = retry_after  # seconds; answered as the Retry-After header
         self.extra = extra
 
     def body(self) -> ErrorBody:
         return ErrorBody(error=self.message, code=self.code, details=self.details, **self.extra)
+
+    def headers(self) -> dict[str, str] | None:
+        if self.retry_after is None:
+            return None
+        return {"Retry-After": str(max(1, int(self.retry_after)))}
+
+
+class MalformedCallback(AppError):
+    status_code = 400
+    code = "malformed_callback"
 
 
 class InvalidInput(AppError):
@@ -89,6 +107,11 @@ class InvalidInput(AppError):
             f"Invalid request: {field}: {message}",
             details=[ErrorDetail(field=field, message=message)],
         )
+
+
+class IdempotencyKeyReused(AppError):
+    status_code = 422
+    code = "idempotency_key_reused"
 
 
 class NotFound(AppError):
@@ -103,6 +126,10 @@ class Conflict(AppError):
 
 class SoldOut(Conflict):
     code = "sold_out"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
 
 
 class Forbidden(AppError):
@@ -135,7 +162,7 @@ class RateLimited(AppError):
     code = "rate_limited"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        super().__init__(message, retry_after=retry_after)
 
 
 def error_response(
@@ -146,13 +173,18 @@ def error_response(
     )
 
 
+def app_error_response(exc: AppError) -> JSONResponse:
+    """The answer to a domain error, for code outside the exception handlers (middleware)."""
+    return error_response(exc.status_code, exc.body(), exc.headers())
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return error_response(exc.status_code, exc.body(), exc.headers)
+    return app_error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -219,9 +251,8 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
+    for database_error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -248,7 +279,10 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
     def __init__(self, message: str = "Sign in as an admin: Authorization: Bearer <token>") -> None:
-        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(message)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class StaleCredentials(Unauthorized):

@@ -19,8 +19,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from movietickets.daraja import wire
-
 
 def _list_from_env(value: Any) -> Any:
     """Lists from the environment: JSON (`["a", "b"]`) or comma-separated (`a, b`)."""
@@ -114,22 +112,18 @@ class Settings(BaseSettings):
     # Run the reconciler inside the service (it is safe to run in every instance at once).
     reconcile_in_service: bool = True
 
-    # Test only: checks seats and inserts the ticket in two separate transactions without a
-    # lock, as the original system did, to show that the tests catch the oversell.
-    unsafe_unlocked_seat_check: bool = False
-
     # Daraja (M-Pesa Express). With no consumer key/secret the built-in simulator is used.
     mpesa_consumer_key: SecretStr | None = None
     mpesa_consumer_secret: SecretStr | None = None
     mpesa_base_url: str | None = None
-    mpesa_shortcode: str = wire.SANDBOX_SHORTCODE
-    mpesa_passkey: SecretStr = SecretStr(wire.SANDBOX_PASSKEY)
-    mpesa_transaction_type: Literal["CustomerPayBillOnline", "CustomerBuyGoodsOnline"] = (
-        "CustomerPayBillOnline"
-    )
+    # Unset: Safaricom's public sandbox pair. Daraja's own rules on these values (transaction
+    # types, lengths) are checked by `daraja.setup.check_settings` when the app is built.
+    mpesa_shortcode: str | None = None
+    mpesa_passkey: SecretStr | None = None
+    mpesa_transaction_type: str | None = None  # unset: paybill
     mpesa_party_b: str | None = None
     mpesa_account_reference_prefix: str = Field(default="TICKET", pattern=r"^[A-Za-z0-9]{0,6}$")
-    mpesa_transaction_desc: str = Field(default="Movie ticket", min_length=1, max_length=13)
+    mpesa_transaction_desc: str = Field(default="Movie ticket", min_length=1)
     mpesa_callback_url: str | None = None
     mpesa_callback_token: SecretStr | None = None
     # Networks Safaricom's callbacks may come from; empty allows any address.
@@ -187,9 +181,6 @@ class Settings(BaseSettings):
             "MPESA_CALLBACK_TOKEN must be set" if self.mpesa_callback_token is None else None,
             "the Daraja simulator cannot be used: set MPESA_CONSUMER_KEY and MPESA_CONSUMER_SECRET"
             if self.use_simulator
-            else None,
-            "UNSAFE_UNLOCKED_SEAT_CHECK is for tests only"
-            if self.unsafe_unlocked_seat_check
             else None,
         ]
         found = [problem for problem in problems if problem]

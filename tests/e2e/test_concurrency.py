@@ -134,8 +134,8 @@ def unlocked_server(database_url: str, engine: AsyncEngine) -> Iterator[str]:
     with live_server(
         database_url,
         workers=WORKERS,
+        command="tests.e2e.unlocked_server",
         SIMULATOR_CALLBACK_DELAY_SECONDS="0.2",
-        UNSAFE_UNLOCKED_SEAT_CHECK="true",
     ) as url:
         yield url
 

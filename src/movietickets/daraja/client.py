@@ -29,7 +29,7 @@ from movietickets.daraja.errors import (
     json_object,
     normalise_code,
 )
-from movietickets.phone import is_msisdn
+from movietickets.kit.phone import is_msisdn
 
 __all__ = ["DarajaClient", "DarajaConfig", "StkPushAccepted", "StkQueryResult"]
 
@@ -81,7 +81,6 @@ class StkQueryResult:
     checkout_request_id: str
     result_code: str
     result_desc: str
-    raw: dict[str, object]
 
 
 def _utc_now() -> datetime:
@@ -89,6 +88,14 @@ def _utc_now() -> datetime:
 
 
 class DarajaClient:
+    """Lipa Na M-Pesa Online (STK Push and STK Query) over the process's shared httpx client.
+
+    One OAuth token is cached and refreshed by one caller at a time; a 401 or Daraja's
+    `404.001.03` (invalid token) refreshes it and retries the request once. Every failure is
+    one of the typed errors of `daraja.errors` (DarajaTimeout: the outcome is unknown).
+    A push is never resent by this client.
+    """
+
     def __init__(
         self,
         http: httpx.AsyncClient,
@@ -177,7 +184,6 @@ class DarajaClient:
             checkout_request_id=_text(payload, "CheckoutRequestID") or checkout_request_id,
             result_code=result_code,
             result_desc=_text(payload, "ResultDesc"),
-            raw=payload,
         )
         logger.info(
             "daraja query answered: checkout_request_id=%s result_code=%s",

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from movietickets.daraja import wire
 from movietickets.daraja.client import DarajaClient, DarajaConfig
 from movietickets.settings import Settings
 
@@ -17,12 +18,31 @@ SIMULATOR_MOUNT = "/simulator/daraja"
 SANDBOX_URL = "https://sandbox.safaricom.co.ke"
 
 
+def shortcode(settings: Settings) -> str:
+    return settings.mpesa_shortcode or wire.SANDBOX_SHORTCODE
+
+
+def passkey(settings: Settings) -> str:
+    configured = settings.mpesa_passkey
+    return wire.SANDBOX_PASSKEY if configured is None else configured.get_secret_value()
+
+
+def check_settings(settings: Settings) -> None:
+    """Raises ValueError for settings Daraja would refuse (before the first payment does)."""
+    if len(settings.mpesa_transaction_desc) > wire.TRANSACTION_DESC_MAX:
+        raise ValueError(f"MPESA_TRANSACTION_DESC: at most {wire.TRANSACTION_DESC_MAX} characters")
+    try:
+        daraja_config(settings)
+    except ValueError as exc:
+        raise ValueError(f"MPESA_TRANSACTION_TYPE: {exc}") from None
+
+
 def simulator_config(settings: Settings) -> SimulatorConfig:
     from movietickets.daraja.simulator import SimulatorConfig
 
     return SimulatorConfig(
-        shortcode=settings.mpesa_shortcode,
-        passkey=settings.mpesa_passkey.get_secret_value(),
+        shortcode=shortcode(settings),
+        passkey=passkey(settings),
         callback_delay_seconds=settings.simulator_callback_delay_seconds,
         signing_key=settings.simulator_signing_key.get_secret_value().encode(),
     )
@@ -44,9 +64,9 @@ def daraja_config(settings: Settings) -> DarajaConfig:
         base_url=base_url,
         consumer_key=key,
         consumer_secret=secret,
-        shortcode=settings.mpesa_shortcode,
-        passkey=settings.mpesa_passkey.get_secret_value(),
-        transaction_type=settings.mpesa_transaction_type,
+        shortcode=shortcode(settings),
+        passkey=passkey(settings),
+        transaction_type=settings.mpesa_transaction_type or wire.PAYBILL,
         party_b=settings.mpesa_party_b,
     )
 

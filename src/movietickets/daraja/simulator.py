@@ -55,7 +55,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from movietickets.daraja import wire
-from movietickets.phone import is_msisdn
+from movietickets.kit.phone import is_msisdn
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-NAIROBI = ZoneInfo("Africa/Nairobi")
+# Daraja writes its timestamps in Kenyan time.
+from movietickets.kit.clock import NAIROBI as NAIROBI
 
 OAUTH_PATH = "/oauth/v1/generate"
 STK_PUSH_PATH = "/mpesa/stkpush/v1/processrequest"

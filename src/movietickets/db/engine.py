@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,6 +18,30 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from movietickets.settings import Settings
+
+# The rest of the service types its sessions with these: only db/ and the repositories import
+# SQLAlchemy (an import-linter contract in pyproject.toml).
+__all__ = [
+    "DATABASE_UNAVAILABLE",
+    "AsyncEngine",
+    "AsyncSession",
+    "Sessionmaker",
+    "after_commit",
+    "create_engine",
+    "create_sessionmaker",
+    "locked_transaction",
+    "ping",
+]
+
+Sessionmaker = async_sessionmaker[AsyncSession]
+
+# Raised when the database cannot be reached or the pool has no connection to give: the
+# request is answered 503, not 500.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    PoolTimeoutError,
+    OperationalError,
+    InterfaceError,
+)
 
 # Execution option asking SQLite for `BEGIN IMMEDIATE`: the write lock is taken at the start
 # of the transaction, which is SQLite's equivalent of locking the movie row.
@@ -69,14 +95,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_sessionmaker(engine: AsyncEngine) -> Sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
 @asynccontextmanager
-async def locked_transaction(
-    sessionmaker: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
+async def locked_transaction(sessionmaker: Sessionmaker) -> AsyncIterator[AsyncSession]:
     """A short write transaction whose locks are taken as it goes, committed on exit.
 
     On MySQL/MariaDB rows are locked with SELECT ... FOR UPDATE by the repositories; on SQLite
@@ -94,3 +118,9 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     concurrent reload cache the old rows again.
     """
     event.listen(session.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raises unless the database answers a trivial query."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

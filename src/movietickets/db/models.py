@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from movietickets.db.base import Base, UTCDateTime, utcnow
+from movietickets.db.base import Base, StrEnumColumn, UTCDateTime
+from movietickets.kit.clock import utcnow
 
 PRICE_MAX = 250_000
 MAX_TICKETS_LIMIT = 100_000
@@ -94,8 +95,8 @@ class Ticket(Timestamps, Base):
     phone_number: Mapped[str] = mapped_column("phoneNumber", String(12), index=True)
     quantity: Mapped[int] = mapped_column(Integer)
     total_amount: Mapped[int] = mapped_column("totalAmount", Integer)
-    payment_status: Mapped[str] = mapped_column(
-        "paymentStatus", String(16), default=PaymentStatus.PENDING
+    payment_status: Mapped[PaymentStatus] = mapped_column(
+        "paymentStatus", StrEnumColumn(PaymentStatus, 16), default=PaymentStatus.PENDING
     )
     mpesa_receipt_number: Mapped[str | None] = mapped_column("mpesaReceiptNumber", String(32))
     transaction_date: Mapped[datetime | None] = mapped_column("transactionDate", UTCDateTime())
@@ -140,7 +141,9 @@ class CallbackLog(Base):
     ticket_id: Mapped[int | None] = mapped_column("ticketId", Integer)
     body: Mapped[str] = mapped_column(Text)
     source_ip: Mapped[str | None] = mapped_column("sourceIp", String(45))
-    outcome: Mapped[str] = mapped_column(String(32), default=CallbackOutcome.RECEIVED, index=True)
+    outcome: Mapped[CallbackOutcome] = mapped_column(
+        StrEnumColumn(CallbackOutcome, 32), default=CallbackOutcome.RECEIVED, index=True
+    )
     detail: Mapped[str | None] = mapped_column(String(255))
     received_at: Mapped[datetime] = mapped_column("receivedAt", UTCDateTime(), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column("processedAt", UTCDateTime())

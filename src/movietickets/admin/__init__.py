@@ -1,0 +1,1 @@
+"""Reports for operators: sales, the ticket listing and payment anomalies."""

@@ -1,0 +1,1 @@
+"""Admin accounts: passwords, signed tokens, and the dependencies that require them."""

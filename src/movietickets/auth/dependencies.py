@@ -1,0 +1,49 @@
+"""Who is calling: the admin behind a bearer token, required or optional."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+
+from movietickets.auth.service import AuthService
+from movietickets.db.models import Admin
+from movietickets.dependencies import ResourcesDep, SessionDep
+from movietickets.errors import StaleCredentials, Unauthorized
+
+# auto_error=False: a missing token is answered in the one error shape by `require_admin`.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/auth/token", auto_error=False)
+
+
+async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> AuthService:
+    return AuthService(session, resources.settings)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def optional_admin(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Admin | None:
+    return None if token is None else await auth.authenticate(token)
+
+
+async def require_admin(admin: Annotated[Admin | None, Depends(optional_admin)]) -> Admin:
+    if admin is None:
+        raise Unauthorized()
+    return admin
+
+
+async def viewing_admin(
+    auth: AuthServiceDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Admin | None:
+    """For public reads that show more to an admin: a stale token reads as no token at all."""
+    try:
+        return None if token is None else await auth.authenticate(token)
+    except StaleCredentials:
+        return None
+
+
+AdminDep = Annotated[Admin, Depends(require_admin)]
+ViewingAdminDep = Annotated[Admin | None, Depends(viewing_admin)]

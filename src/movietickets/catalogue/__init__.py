@@ -1,0 +1,1 @@
+"""The catalogue: movies (showings), their seats, and the cached public listing."""

@@ -1,0 +1,1 @@
+"""ASGI middleware, one per module. None of it knows a feature of the service."""

@@ -1,0 +1,1 @@
+"""Payments: seat holds, STK pushes, Daraja's callbacks, settlement and reconciliation."""

@@ -1,0 +1,239 @@
+"""Daraja callbacks: stored as received, then applied to their ticket under row locks.
+
+Lock order, everywhere: callback log rows, push request, movie, ticket. A callback that
+overtakes the push's own response (its CheckoutRequestID is not stored yet) is kept as
+`unmatched` and applied by `record_pushes` when the push is recorded; the shared lock
+order guarantees one of the two transactions sees the other's work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from movietickets.daraja.callback import (
+    DarajaCallback,
+    PaymentResult,
+    StkCallback,
+    metadata_text,
+    payment_result,
+)
+from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
+from movietickets.db.models import (
+    PRICE_MAX,
+    CallbackLog,
+    CallbackOutcome,
+    PaymentStatus,
+    PushRequest,
+)
+from movietickets.errors import Forbidden, MalformedCallback
+from movietickets.kit.clock import utcnow
+from movietickets.kit.net import in_networks, parse_address
+from movietickets.payments.repository import CallbackLogRepository, NewPush, PushRequestRepository
+from movietickets.payments.settlement import Settlement, settle
+from movietickets.settings import Settings
+from movietickets.tickets.repository import TicketRepository
+
+logger = logging.getLogger(__name__)
+
+_OUTCOMES = {
+    Settlement.PAID: CallbackOutcome.APPLIED,
+    Settlement.FAILED: CallbackOutcome.APPLIED,
+    Settlement.REFUND_NEEDED: CallbackOutcome.APPLIED,
+    Settlement.AMOUNT_MISMATCH: CallbackOutcome.AMOUNT_MISMATCH,
+    Settlement.UNCHANGED: CallbackOutcome.IGNORED,
+    Settlement.UNVERIFIED: CallbackOutcome.IGNORED,
+    Settlement.UNKNOWN_TICKET: CallbackOutcome.UNMATCHED,
+}
+
+# How far back a success callback may find the ticket of a push whose answer never came.
+ORPHAN_WINDOW = timedelta(hours=2)
+
+
+class CallbackService:
+    """Receives Daraja's STK callbacks: checks where they come from, stores each body as
+    received (`callbacklog`), then applies it to its ticket.
+
+    `receive` raises Forbidden for a callback that fails the checks (wrong or missing secret,
+    address not allowed) and MalformedCallback for a body that is not an STK callback; both
+    are stored first. A callback for a push not recorded yet is kept as `unmatched` and
+    applied by `record_pushes` when the push is recorded.
+    """
+
+    def __init__(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+
+    def token_is_valid(self, token: str | None) -> bool:
+        expected = self.settings.mpesa_callback_token
+        if expected is None:
+            return True
+        given = (token or "").encode()
+        return hmac.compare_digest(given, expected.get_secret_value().encode())
+
+    def source_is_allowed(self, source_ip: str | None) -> bool:
+        allowed = self.settings.mpesa_callback_allowed_ips
+        if not allowed:
+            return True
+        address = parse_address(source_ip) if source_ip else None
+        return address is not None and in_networks(address, allowed)
+
+    def refusal(self, token: str | None, source_ip: str | None) -> str | None:
+        """Why a callback is not to be believed, or None."""
+        if not self.source_is_allowed(source_ip):
+            return "address not allowed"
+        if not self.token_is_valid(token):
+            return "bad token"
+        return None
+
+    async def receive(self, raw: bytes, *, token: str | None, source_ip: str | None) -> None:
+        """Stores the body as received, then applies it. Raises for refused or malformed ones."""
+        refusal = self.refusal(token, source_ip)
+        refused = refusal is not None
+        callback: StkCallback | None = None
+        if not refused:
+            try:
+                callback = DarajaCallback.model_validate_json(raw).Body.stkCallback
+            except ValidationError:
+                callback = None
+        outcome = (
+            CallbackOutcome.REFUSED
+            if refused
+            else CallbackOutcome.MALFORMED
+            if callback is None
+            else CallbackOutcome.RECEIVED
+        )
+        async with self.sessionmaker() as session, session.begin():
+            entry = await CallbackLogRepository(session).add(
+                CallbackLog(
+                    body=raw.decode("utf-8", errors="replace"),
+                    source_ip=source_ip,
+                    checkout_request_id=callback.CheckoutRequestID if callback else None,
+                    outcome=outcome,
+                    detail=refusal,
+                )
+            )
+        if refused:
+            logger.warning("callback %d from %s refused: %s", entry.callback_id, source_ip, refusal)
+            raise Forbidden("Callback refused")
+        if callback is None:
+            logger.warning("callback %d from %s is malformed", entry.callback_id, source_ip)
+            raise MalformedCallback("Not a Daraja STK callback body")
+        await self._apply(entry.callback_id, callback)
+
+    async def _apply(self, callback_id: int, callback: StkCallback) -> None:
+        result = payment_result(callback)
+        now = utcnow()
+        async with locked_transaction(self.sessionmaker) as session:
+            entry = await CallbackLogRepository(session).get_for_update(callback_id)
+            assert entry is not None
+            pushes = PushRequestRepository(session)
+            push = await pushes.by_checkout_id(callback.CheckoutRequestID, for_update=True)
+            if push is None:
+                push = await self._adopt_orphan(session, callback, result, now)
+            if push is None:
+                logger.warning(
+                    "callback %d for unknown CheckoutRequestID %s kept for later",
+                    callback_id,
+                    callback.CheckoutRequestID,
+                )
+                entry.outcome = CallbackOutcome.UNMATCHED
+                return
+            settlement = await settle(session, push.ticket_id, result, now, check_amount=True)
+            _record(entry, push.ticket_id, settlement, now)
+
+    async def _adopt_orphan(
+        self,
+        session: AsyncSession,
+        callback: StkCallback,
+        result: PaymentResult,
+        now: datetime,
+    ) -> PushRequest | None:
+        """A success for a push whose response never came (timed out): match phone and amount."""
+        phone = metadata_text(callback.item("PhoneNumber"))
+        amount = result.amount
+        if not result.succeeded or phone is None or amount is None:
+            return None
+        # Only an amount a ticket can cost can match one (and only such an amount is sent on
+        # to the database: the callback may say anything).
+        if amount != amount.to_integral_value() or not 0 < amount <= PRICE_MAX:
+            return None
+        ticket = await TicketRepository(session).find_orphan(
+            phone, int(amount), since=now - ORPHAN_WINDOW
+        )
+        if ticket is None:
+            return None
+        logger.warning(
+            "callback %s matched by phone and amount to ticket %d (its push is not recorded)",
+            callback.CheckoutRequestID,
+            ticket.ticket_id,
+        )
+        return await PushRequestRepository(session).add(
+            PushRequest(
+                ticket_id=ticket.ticket_id,
+                checkout_request_id=callback.CheckoutRequestID,
+                merchant_request_id=callback.MerchantRequestID,
+                query_attempts=0,
+            )
+        )
+
+
+def _record(entry: CallbackLog, ticket_id: int, settlement: Settlement, now: datetime) -> None:
+    entry.outcome = _OUTCOMES[settlement]
+    entry.ticket_id = ticket_id
+    entry.detail = settlement.value
+    entry.processed_at = now
+
+
+async def record_pushes(session: AsyncSession, pushes: Sequence[NewPush]) -> list[PaymentStatus]:
+    """Stores accepted pushes and applies callbacks that arrived before them.
+
+    Returns each push's ticket status. Built for batches: one statement per step whatever
+    their number; only the rare early callback is settled one at a time.
+    """
+    entries = await CallbackLogRepository(session).lock_for_checkout_ids(
+        [push.checkout_request_id for push in pushes]
+    )
+    push_requests = PushRequestRepository(session)
+    # A ticket whose push already has a row was matched by a callback by phone and amount.
+    adopted = await push_requests.tickets_with_push([push.ticket_id for push in pushes])
+    new = [push for push in pushes if push.ticket_id not in adopted]
+    if new:
+        await push_requests.add_many(new)
+    ticket_of = {push.checkout_request_id: push.ticket_id for push in new}
+    early = [
+        entry
+        for entry in entries
+        if entry.outcome == CallbackOutcome.UNMATCHED and entry.checkout_request_id in ticket_of
+    ]
+    if early:
+        await _apply_early(session, early, ticket_of)
+    changed = adopted | {ticket_of[entry.checkout_request_id or ""] for entry in early}
+    statuses = await TicketRepository(session).statuses(changed) if changed else {}
+    return [PaymentStatus(statuses.get(push.ticket_id, PaymentStatus.PENDING)) for push in pushes]
+
+
+async def _apply_early(
+    session: AsyncSession, entries: list[CallbackLog], ticket_of: dict[str, int]
+) -> None:
+    tickets = [ticket_of[entry.checkout_request_id or ""] for entry in entries]
+    movie_of = await TicketRepository(session).movie_ids(tickets)
+    now = utcnow()
+    # Movie rows are locked in one order (then each ticket's), whatever else this batch holds.
+    for ticket_id, entry in sorted(
+        zip(tickets, entries, strict=True),
+        key=lambda pair: (movie_of.get(pair[0], 0), pair[0], pair[1].callback_id),
+    ):
+        callback = DarajaCallback.model_validate_json(entry.body).Body.stkCallback
+        settlement = await settle(
+            session, ticket_id, payment_result(callback), now, check_amount=True
+        )
+        logger.info("early callback %d applied: %s", entry.callback_id, settlement)
+        _record(entry, ticket_id, settlement, now)
+        # settle() reloads the movie and ticket rows it locks (populate_existing), which would
+        # drop this settlement's changes if another one in the batch is for the same movie.
+        await session.flush()

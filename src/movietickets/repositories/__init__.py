@@ -1,1 +1,0 @@
-"""Repositories: the only place SQL is written. They flush, never commit."""

@@ -1,1 +1,0 @@
-"""Pydantic request and response bodies, spelled as the original API spells them."""

@@ -1,0 +1,184 @@
+"""Seat holds batched per showing: the rules of one buyer at a time, fewer transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from movietickets.db.models import Movie, PaymentStatus, Ticket
+from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut
+from movietickets.payments.schemas import PaymentRequest
+from movietickets.payments.seat_holds import HeldTicket, Order, SeatHolds
+from tests.sql_hooks import statements_fail, statements_sent
+
+pytestmark = pytest.mark.fake_daraja
+
+
+@pytest.fixture
+async def seat_holds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[SeatHolds]:
+    holds = SeatHolds(sessionmaker, hold_seconds=600)
+    yield holds
+    await holds.aclose()
+
+
+@pytest.fixture
+def locking_reads(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The seat checks sent: one per transaction that locked a movie row."""
+
+    def seat_check(statement: str) -> bool:
+        return statement.startswith("SELECT movie.") and "FROM movie" in statement
+
+    with statements_sent(engine, seat_check) as sent:
+        yield sent
+
+
+async def add_movie(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    seats: int,
+    *,
+    price: int = 100,
+    starts_in: timedelta = timedelta(days=3),
+) -> int:
+    async with sessionmaker() as session, session.begin():
+        movie = Movie(
+            title="Hot showing",
+            show_time=datetime.now(UTC) + starts_in,
+            price=price,
+            max_tickets=seats,
+            seats_paid=0,
+        )
+        session.add(movie)
+    return movie.movie_id
+
+
+def order(movie_id: int, quantity: int = 1, n: int = 0) -> Order:
+    return PaymentRequest(
+        movieId=movie_id,
+        customerName=f"Buyer {n}",
+        phoneNumber=f"07{n % 10_000:04d}4149",
+        quantity=quantity,
+    ).to_order()
+
+
+async def held_in_database(sessionmaker: async_sessionmaker[AsyncSession], movie_id: int) -> int:
+    async with sessionmaker() as session:
+        held = await session.scalar(
+            select(func.coalesce(func.sum(Ticket.quantity), 0)).where(
+                Ticket.movie_id == movie_id, Ticket.payment_status == PaymentStatus.PENDING
+            )
+        )
+    return int(held or 0)
+
+
+async def attempt(holds: SeatHolds, request: Order) -> HeldTicket | Exception:
+    try:
+        return await holds.hold(request, None)
+    except (SoldOut, NotFound, Conflict, InvalidInput) as exc:
+        return exc
+
+
+async def test_a_rush_is_served_in_few_transactions_and_never_oversold(
+    seat_holds: SeatHolds,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    locking_reads: list[str],
+) -> None:
+    movie_id = await add_movie(sessionmaker, seats=100)
+    quantities = [random.Random(11).randint(1, 3) for _ in range(200)]
+    outcomes = await asyncio.gather(
+        *(attempt(seat_holds, order(movie_id, q, n)) for n, q in enumerate(quantities))
+    )
+    held = [outcome for outcome in outcomes if isinstance(outcome, HeldTicket)]
+    sold_out = [outcome for outcome in outcomes if isinstance(outcome, SoldOut)]
+    assert len(held) + len(sold_out) == len(quantities)
+    seats = sum(q for q, outcome in zip(quantities, outcomes, strict=True) if outcome in held)
+    assert 98 <= seats <= 100
+    assert await held_in_database(sessionmaker, movie_id) == seats
+    assert len({ticket.ticket_id for ticket in held}) == len(held)
+    # Every buyer waited for one transaction at most; far fewer than one each.
+    assert 1 <= len(locking_reads) < len(quantities) / 4
+
+
+async def test_orders_of_a_batch_are_checked_in_arrival_order(
+    seat_holds: SeatHolds, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    movie_id = await add_movie(sessionmaker, seats=5)
+    outcomes = await asyncio.gather(
+        *(attempt(seat_holds, order(movie_id, q, n)) for n, q in enumerate([2, 4, 3, 1, 1]))
+    )
+    assert isinstance(outcomes[0], HeldTicket)
+    assert isinstance(outcomes[1], SoldOut)
+    assert outcomes[1].extra == {"seatsAvailable": 3}
+    assert outcomes[1].message == f"Only 3 seats left for movie {movie_id}"
+    assert isinstance(outcomes[2], HeldTicket)
+    assert isinstance(outcomes[3], SoldOut)
+    assert outcomes[3].extra == {"seatsAvailable": 0}
+    assert isinstance(outcomes[4], SoldOut)
+    # The ids follow the order of the buyers who got seats.
+    assert outcomes[0].ticket_id < outcomes[2].ticket_id
+    assert outcomes[2].total_amount == 300
+
+
+async def test_two_processes_take_turns_at_the_row_lock(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two SeatHolds (as in two workers) batch their own buyers of the same showing."""
+    movie_id = await add_movie(sessionmaker, seats=60)
+    first, second = (SeatHolds(sessionmaker, hold_seconds=600) for _ in range(2))
+    try:
+        outcomes = await asyncio.gather(
+            *(attempt((first, second)[n % 2], order(movie_id, 1, n)) for n in range(150))
+        )
+    finally:
+        await first.aclose()
+        await second.aclose()
+    held = sum(isinstance(outcome, HeldTicket) for outcome in outcomes)
+    assert held == 60
+    assert await held_in_database(sessionmaker, movie_id) == 60
+
+
+async def test_each_buyer_gets_its_own_refusal(
+    seat_holds: SeatHolds, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    movie_id = await add_movie(sessionmaker, seats=10, price=100_000)
+    started = await add_movie(sessionmaker, seats=10, starts_in=-timedelta(minutes=1))
+    outcomes = await asyncio.gather(
+        attempt(seat_holds, order(movie_id, 2)),
+        attempt(seat_holds, order(movie_id, 3)),  # 300,000: over M-Pesa's limit
+        attempt(seat_holds, order(started, 1)),
+        attempt(seat_holds, order(started + 1000, 1)),
+    )
+    assert isinstance(outcomes[0], HeldTicket)
+    assert isinstance(outcomes[1], InvalidInput)
+    assert isinstance(outcomes[2], Conflict)
+    assert isinstance(outcomes[3], NotFound)
+    assert await held_in_database(sessionmaker, movie_id) == 2
+
+
+async def test_a_database_failure_reaches_every_buyer_of_the_batch(
+    seat_holds: SeatHolds,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    movie_id = await add_movie(sessionmaker, seats=10)
+
+    def ticket_insert(statement: str, _parameters: Any) -> bool:
+        return "INSERT INTO ticket" in statement
+
+    with statements_fail(engine, ticket_insert, "the database went away"):
+        outcomes = await asyncio.gather(
+            *(seat_holds.hold(order(movie_id, 1, n), None) for n in range(5)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    assert await held_in_database(sessionmaker, movie_id) == 0
+    # The next buyer is served by a new batch.
+    assert isinstance(await seat_holds.hold(order(movie_id), None), HeldTicket)

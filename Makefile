@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Migrate, seed sample movies (development) and serve on http://127.0.0.1:8000.
+## Migrate, seed sample movies and serve on http://127.0.0.1:8000, in development: the
+## simulator, admin/admin, made-up secrets. (The installed command defaults to production.)
 run: $(STAMP)
-	$(BIN)/movietickets serve
+	ENVIRONMENT=development $(BIN)/movietickets serve
 
 ## Lint, type-check, check the layering (import-linter) and run the whole test suite (SQLite and MariaDB).
 test: lint

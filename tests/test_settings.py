@@ -101,7 +101,7 @@ def test_settings_daraja_would_refuse_stop_the_app_from_being_built(
 ) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValueError, match=message):
-        create_app(Settings(_env_file=None))
+        create_app(Settings(_env_file=None, environment="test"))
 
 
 def test_daraja_defaults_are_the_sandbox_pair() -> None:

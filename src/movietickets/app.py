@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 from movietickets import __version__, health
 from movietickets.admin import endpoints as admin
 from movietickets.auth import endpoints as auth
+from movietickets.auth.service import with_signing_key
 from movietickets.catalogue import endpoints as catalogue
 from movietickets.catalogue.cache import CatalogueCache
 from movietickets.daraja.callback import DarajaCallback
@@ -68,6 +69,7 @@ def create_app(
 ) -> FastAPI:
     """`http_transport` replaces the network for outgoing calls (tests route them in-process)."""
     settings = settings or Settings()
+    settings.check_can_serve()
     check_daraja_settings(settings)
 
     @asynccontextmanager
@@ -86,7 +88,7 @@ def create_app(
             app.mount(SIMULATOR_MOUNT, simulator.app)
         sessionmaker = create_sessionmaker(engine)
         app.state.resources = Resources(
-            settings=settings,
+            settings=await with_signing_key(sessionmaker, settings),
             engine=engine,
             sessionmaker=sessionmaker,
             http=http,

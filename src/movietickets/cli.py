@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from movietickets.observability import configure_logging
-from movietickets.settings import Settings
+from movietickets.settings import Settings, UnsafeSettings
 
 # The rest is imported by the commands that use it: with one worker, uvicorn serves in this
 # very process, which should not carry Alembic, the simulator or the seed data (about 12 MB).
 
 logger = logging.getLogger("movietickets")
+
+# The admin `make run` gives a newcomer (development only, when no admin exists yet).
+DEVELOPMENT_ADMIN = "admin"
 
 # What `serve` runs; the tests' concurrency proof swaps in an app with an unlocked seat check.
 APP_FACTORY = "movietickets.app:create_app_from_env"
@@ -48,18 +51,30 @@ async def _create_admin(settings: Settings, username: str, password: str, weak: 
         await engine.dispose()
 
 
-async def _ensure_development_admin(settings: Settings) -> bool:
+async def _ensure_first_admin(settings: Settings) -> str | None:
+    """Creates the first admin when the database has none: FIRST_ADMIN_USERNAME and
+    FIRST_ADMIN_PASSWORD, or in development only `admin`/`admin`. Returns who was created."""
     from movietickets.auth.service import AuthService
     from movietickets.db.engine import create_engine, create_sessionmaker
 
+    if settings.first_admin_username is not None and settings.first_admin_password is not None:
+        username, password = (
+            settings.first_admin_username,
+            settings.first_admin_password.get_secret_value(),
+        )
+    elif settings.environment == "development":
+        username, password = DEVELOPMENT_ADMIN, DEVELOPMENT_ADMIN
+    else:
+        return None
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             auth = AuthService(session, settings)
             if await auth.has_admins():
-                return False
-            await auth.create_admin("admin", "admin", allow_weak=True)
-            return True
+                return None
+            weak = settings.environment == "development"
+            await auth.create_admin(username, password, allow_weak=weak)
+            return username
     finally:
         await engine.dispose()
 
@@ -72,8 +87,16 @@ def prepare(_args: argparse.Namespace, settings: Settings) -> None:
         added = asyncio.run(_seed(settings))
         if added:
             logger.info("added %d sample movies to the empty database", added)
-    if settings.environment == "development" and asyncio.run(_ensure_development_admin(settings)):
+    from movietickets.errors import AppError
+
+    try:
+        created = asyncio.run(_ensure_first_admin(settings))
+    except AppError as exc:
+        raise SystemExit(f"movietickets: the first admin (FIRST_ADMIN_*): {exc.message}") from None
+    if created == DEVELOPMENT_ADMIN and settings.first_admin_username is None:
         logger.warning("development only: created admin 'admin' with password 'admin'")
+    elif created is not None:
+        logger.info("created the first admin, %s (FIRST_ADMIN_USERNAME)", created)
 
 
 def _development_callback_token(settings: Settings) -> Settings:
@@ -106,6 +129,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
     settings = _development_callback_token(settings)
+    try:
+        settings.check_can_serve()
+    except UnsafeSettings as exc:
+        raise SystemExit(f"movietickets serve: {exc}") from None
     if not args.no_migrate:
         # In a child process, so that the memory Alembic and the migrations take is given back.
         prepared = subprocess.run(

@@ -57,8 +57,11 @@ RateLimit = Annotated[str, AfterValidator(_one_rate_limit)]
 
 Environment = Literal["development", "test", "production"]
 
-# Placeholder signing key for development; production refuses to start with it.
-DEVELOPMENT_JWT_KEY = "development-only-signing-key-do-not-use-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+class UnsafeSettings(ValueError):
+    """Settings the service refuses to serve with (see `Settings.check_can_serve`)."""
 
 
 class Settings(BaseSettings):
@@ -66,7 +69,9 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
-    environment: Environment = "development"
+    # Production unless asked otherwise: development (`make run` sets it) creates a
+    # well-known admin and makes up its secrets.
+    environment: Environment = "production"
     log_level: str = "INFO"
 
     # Where `movietickets serve` listens (also the base of the built-in simulator's URLs).
@@ -96,9 +101,13 @@ class Settings(BaseSettings):
     seat_hold_seconds: int = Field(default=600, ge=60)
     max_tickets_per_order: int = Field(default=10, ge=1, le=1000)
 
-    # Admin sign-in: JWTs signed with this key (HS256). Production refuses the default.
-    jwt_secret_key: SecretStr = SecretStr(DEVELOPMENT_JWT_KEY)
+    # Admin sign-in: JWTs signed with this key (HS256). Required in production and with real
+    # Daraja credentials; elsewhere, unset means a random key generated once per database.
+    jwt_secret_key: SecretStr | None = None
     jwt_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Created on start when the database has no admin yet.
+    first_admin_username: str | None = None
+    first_admin_password: SecretStr | None = None
 
     # Reconciliation of pushes that got no callback: first STK query after this many seconds,
     # then backing off (doubling, at most the maximum), giving up after the last.
@@ -167,25 +176,42 @@ class Settings(BaseSettings):
             )
         if self.reconcile_give_up_seconds >= self.seat_hold_seconds:
             raise ValueError("RECONCILE_GIVE_UP_SECONDS must be below SEAT_HOLD_SECONDS")
+        if (self.first_admin_username is None) != (self.first_admin_password is None):
+            raise ValueError("set FIRST_ADMIN_USERNAME and FIRST_ADMIN_PASSWORD together")
         if self.environment == "production":
             self.seed_sample_movies = False
-            self._refuse_unsafe_production()
         return self
 
-    def _refuse_unsafe_production(self) -> None:
-        key = self.jwt_secret_key.get_secret_value()
-        problems = [
-            "JWT_SECRET_KEY must be set to a random value of 32+ characters"
-            if key == DEVELOPMENT_JWT_KEY or len(key) < 32
-            else None,
-            "MPESA_CALLBACK_TOKEN must be set" if self.mpesa_callback_token is None else None,
-            "the Daraja simulator cannot be used: set MPESA_CONSUMER_KEY and MPESA_CONSUMER_SECRET"
-            if self.use_simulator
-            else None,
-        ]
-        found = [problem for problem in problems if problem]
-        if found:
-            raise ValueError("refusing to start in production: " + "; ".join(found))
+    def serving_problems(self) -> list[str]:
+        """Why the service must not serve with these settings (none: it may)."""
+        key = None if self.jwt_secret_key is None else self.jwt_secret_key.get_secret_value()
+        weak_key = key is None or len(key) < MIN_SECRET_LENGTH
+        problems = []
+        if weak_key and (self.environment == "production" or not self.use_simulator):
+            # A key made up per database is for trying the service out, never for real money.
+            problems.append(
+                f"JWT_SECRET_KEY must be set to a random value of {MIN_SECRET_LENGTH}+ characters"
+                + ("" if self.environment == "production" else " to use real Daraja credentials")
+            )
+        if self.environment == "production":
+            if self.mpesa_callback_token is None:
+                problems.append("MPESA_CALLBACK_TOKEN must be set")
+            if self.use_simulator:
+                problems.append(
+                    "the Daraja simulator cannot be used: set MPESA_CONSUMER_KEY and "
+                    "MPESA_CONSUMER_SECRET"
+                )
+        return problems
+
+    def check_can_serve(self) -> None:
+        """Raises UnsafeSettings, naming every problem, unless the service may serve.
+
+        Checked when the app is built, not when settings are read: `migrate` and
+        `create-admin` need nothing but DATABASE_URL.
+        """
+        problems = self.serving_problems()
+        if problems:
+            raise UnsafeSettings(f"refusing to start ({self.environment}): " + "; ".join(problems))
 
     @property
     def is_sqlite(self) -> bool:

@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from movietickets.auth.service import ALGORITHM, AUDIENCE
 from movietickets.db.models import Admin, Ticket
 from movietickets.kit.clock import utcnow
-from movietickets.settings import Settings
+from movietickets.settings import Settings, UnsafeSettings
 from tests.conftest import ADMIN_PASSWORD, ADMIN_USERNAME, TEST_JWT_KEY, make_settings
 from tests.helpers import FUTURE, buy, callback_body, create_movie, wait_for_status
 
@@ -336,8 +336,8 @@ async def test_tickets_cannot_be_enumerated_for_pii(
 
 
 def test_production_refuses_unsafe_settings() -> None:
-    with pytest.raises(ValidationError) as refused:
-        Settings(_env_file=None, environment="production")
+    with pytest.raises(UnsafeSettings) as refused:
+        Settings(_env_file=None, environment="production").check_can_serve()
     message = str(refused.value)
     assert "JWT_SECRET_KEY" in message
     assert "MPESA_CALLBACK_TOKEN" in message
@@ -351,6 +351,7 @@ def test_production_refuses_unsafe_settings() -> None:
         mpesa_consumer_secret=SecretStr("secret"),
     )
     assert safe.seed_sample_movies is False
+    safe.check_can_serve()
 
 
 async def test_create_admin_command(

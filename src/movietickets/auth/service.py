@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
+from pydantic import SecretStr
 
-from movietickets.auth.repository import AdminRepository
-from movietickets.db.engine import AsyncSession
+from movietickets.auth.repository import AdminRepository, ServiceSecretRepository
+from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
 from movietickets.db.models import Admin
 from movietickets.errors import Conflict, InvalidInput, StaleCredentials, Unauthorized
 from movietickets.kit.clock import utcnow
 from movietickets.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 ALGORITHM = "HS256"
+SIGNING_KEY_NAME = "jwt_signing_key"
 AUDIENCE = "movietickets-admin"
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
 MIN_PASSWORD_LENGTH = 12
@@ -40,11 +46,31 @@ class IssuedToken:
     expires_in: int
 
 
+def _signing_key(settings: Settings) -> str:
+    key = settings.jwt_secret_key
+    if key is None:  # `with_signing_key` runs before anything signs or checks a token
+        raise RuntimeError("no JWT signing key: settings were not passed through with_signing_key")
+    return key.get_secret_value()
+
+
+async def with_signing_key(sessionmaker: Sessionmaker, settings: Settings) -> Settings:
+    """The settings with a signing key: JWT_SECRET_KEY, or else the random key stored in the
+    database (made on first use), so that every worker and every restart agrees on it."""
+    if settings.jwt_secret_key is not None:
+        return settings
+    async with locked_transaction(sessionmaker) as session:
+        key = await ServiceSecretRepository(session).get_or_add(
+            SIGNING_KEY_NAME, secrets.token_urlsafe(48)
+        )
+    logger.info("signing admin tokens with this database's own random key (JWT_SECRET_KEY unset)")
+    return settings.model_copy(update={"jwt_secret_key": SecretStr(key)})
+
+
 def issue_token(username: str, settings: Settings) -> IssuedToken:
     now = utcnow()
     lifetime = timedelta(minutes=settings.jwt_expire_minutes)
     claims = {"sub": username, "aud": AUDIENCE, "iat": now, "exp": now + lifetime}
-    token = jwt.encode(claims, settings.jwt_secret_key.get_secret_value(), algorithm=ALGORITHM)
+    token = jwt.encode(claims, _signing_key(settings), algorithm=ALGORITHM)
     return IssuedToken(token, int(lifetime.total_seconds()))
 
 
@@ -53,7 +79,7 @@ def token_subject(token: str, settings: Settings) -> str:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret_key.get_secret_value(),
+            _signing_key(settings),
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             options={"require": ["exp", "sub", "aud"]},

@@ -171,3 +171,14 @@ class Admin(Timestamps, Base):
     admin_id: Mapped[int] = mapped_column("adminId", Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column("passwordHash", String(255))
+
+
+class ServiceSecret(Base):
+    """A secret the service made up for itself, kept per database (the development signing
+    key when JWT_SECRET_KEY is not set), so that every worker and restart agrees on it."""
+
+    __tablename__ = "servicesecret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime(), default=utcnow)

@@ -28,7 +28,7 @@ from movietickets.daraja.setup import check_settings as check_daraja_settings
 from movietickets.daraja.transport import asyncio_transport
 from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.dependencies import Resources
-from movietickets.errors import install_exception_handlers
+from movietickets.errors import RESPONSE_HEADERS, header_ref, install_exception_handlers
 from movietickets.kit.ratelimit import RateLimits
 from movietickets.middleware.access_log import AccessLogMiddleware
 from movietickets.middleware.body_size import BodySizeLimitMiddleware
@@ -62,6 +62,8 @@ TAGS = [
     {"name": "admin", "description": "Reports for operators (admin token required)."},
     {"name": "system", "description": "Welcome message and health probes."},
 ]
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def create_app(
@@ -136,6 +138,7 @@ def create_app(
     for router in (module.router for module in routers):
         app.include_router(router)
     _document_raw_bodies(app)
+    _document_conventions(app)
 
     # Added last = outermost: request ids, CORS, client address, write rate limit, size
     # limit, then the access log.
@@ -164,6 +167,28 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 [(DarajaCallback, "validation")], ref_template="#/components/schemas/{model}"
             )
             schema["components"]["schemas"].update(definitions["$defs"])
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_conventions(app: FastAPI) -> None:
+    """What holds for every operation, declared once: the response headers, and `X-Request-ID`
+    on every answer."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema["components"]["headers"] = dict(RESPONSE_HEADERS)
+            for item in schema["paths"].values():
+                for method, operation in item.items():
+                    if method not in HTTP_METHODS:
+                        continue
+                    for response in operation["responses"].values():
+                        response.setdefault("headers", {})["X-Request-ID"] = header_ref(
+                            "X-Request-ID"
+                        )
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from movietickets.db.engine import ping
 from movietickets.dependencies import ResourcesDep
-from movietickets.errors import ServiceUnavailable, error_responses
+from movietickets.errors import READINESS_EXAMPLES, ServiceUnavailable, error_responses
 
 router = APIRouter(tags=["system"])
 
@@ -34,7 +34,7 @@ async def healthz() -> Health:
     "/readyz",
     operation_id="readinessCheck",
     summary="The database is reachable",
-    responses=error_responses(503),
+    responses=error_responses(503, examples=READINESS_EXAMPLES),
 )
 async def readyz(resources: ResourcesDep) -> Health:
     try:

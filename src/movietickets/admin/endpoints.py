@@ -10,7 +10,7 @@ from movietickets.admin.dependencies import ReportServiceDep
 from movietickets.admin.schemas import Anomalies, SalesReport, TicketFilter, TicketPage
 from movietickets.auth.dependencies import AdminDep
 from movietickets.db.models import PaymentStatus
-from movietickets.errors import InvalidInput, error_responses
+from movietickets.errors import REPORT_EXAMPLES, InvalidInput, error_responses
 from movietickets.kit.phone import InvalidPhoneNumber, normalize_msisdn
 from movietickets.kit.types import UtcDateTime
 
@@ -29,7 +29,7 @@ Until = Annotated[
     "/sales",
     operation_id="getSalesReport",
     summary="Per movie: seats paid and held, revenue, failed and cancelled purchases",
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 422, examples=REPORT_EXAMPLES),
 )
 async def sales(
     reports: ReportServiceDep, _: AdminDep, since: Since = None, until: Until = None
@@ -41,7 +41,7 @@ async def sales(
     "/tickets",
     operation_id="listTickets",
     summary="Tickets, newest first, filtered and paginated",
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 422, examples=REPORT_EXAMPLES),
 )
 async def tickets(
     reports: ReportServiceDep,

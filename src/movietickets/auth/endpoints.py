@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form
 
 from movietickets.auth.dependencies import AuthServiceDep
 from movietickets.auth.schemas import AccessToken, AdminSignIn
-from movietickets.errors import error_responses
+from movietickets.errors import SIGN_IN_EXAMPLES, error_responses
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
     "/token",
     operation_id="createAccessToken",
     summary="Sign in as an admin; returns a short-lived bearer token",
-    responses=error_responses(401, 422, 429),
+    responses=error_responses(401, 422, 429, examples=SIGN_IN_EXAMPLES),
 )
 async def create_access_token(
     form: Annotated[AdminSignIn, Form()], auth: AuthServiceDep

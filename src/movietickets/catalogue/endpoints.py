@@ -17,7 +17,12 @@ from movietickets.catalogue.schemas import (
     MoviePublic,
     MovieUpdate,
 )
-from movietickets.errors import error_responses
+from movietickets.errors import (
+    DELETE_MOVIE_EXAMPLES,
+    MOVIE_EXAMPLES,
+    UPDATE_MOVIE_EXAMPLES,
+    error_responses,
+)
 
 # Tagged per route: the original API lists `/api/purchase-ticket` under tickets.
 router = APIRouter(prefix="/api")
@@ -46,7 +51,7 @@ async def list_movies(catalogue: CatalogueDep) -> Response:
     response_model=MovieEnvelope,
     operation_id="getMovie",
     summary="Get one movie",
-    responses=error_responses(404, 422),
+    responses=error_responses(404, 422, examples=MOVIE_EXAMPLES),
 )
 async def get_movie(id: MovieId, catalogue: CatalogueDep) -> Response:
     return json_bytes(await catalogue.movie_body(id))
@@ -72,7 +77,7 @@ async def create_movie(data: MovieCreate, service: MovieServiceDep, _: AdminDep)
     summary="Change a movie (admin)",
     description="Only the fields sent change. `max_tickets` cannot go below the seats already "
     "sold or held (409).",
-    responses=error_responses(400, 401, 404, 409, 413, 422, 429),
+    responses=error_responses(400, 401, 404, 409, 413, 422, 429, examples=UPDATE_MOVIE_EXAMPLES),
 )
 async def update_movie(
     id: MovieId, changes: MovieUpdate, service: MovieServiceDep, _: AdminDep
@@ -87,7 +92,7 @@ async def update_movie(
     summary="Delete a movie (admin)",
     description="Refused (409) while it has Paid or Pending tickets, or tickets owed a refund.",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 404, 409, 422, 429),
+    responses=error_responses(401, 404, 409, 422, 429, examples=DELETE_MOVIE_EXAMPLES),
 )
 async def delete_movie(id: MovieId, service: MovieServiceDep, _: AdminDep) -> None:
     await service.delete_movie(id)

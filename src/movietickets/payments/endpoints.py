@@ -7,7 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from movietickets.daraja.callback import CallbackAck
-from movietickets.errors import error_responses
+from movietickets.errors import (
+    CALLBACK_EXAMPLES,
+    MAKE_PAYMENT_EXAMPLES,
+    QUERY_PAYMENT_STATUS_EXAMPLES,
+    error_responses,
+)
 from movietickets.payments.dependencies import (
     CallbackServiceDep,
     IdempotencyServiceDep,
@@ -49,7 +54,9 @@ IdempotencyKeyHeader = Annotated[
     "`Idempotency-Key` header to make retries safe. The same phone number, movie and quantity "
     "again within 2 minutes (M-Pesa refuses the same amount to the same phone) gets 429 with "
     "`Retry-After`.",
-    responses=error_responses(400, 404, 409, 413, 422, 429, 502, 503, 504),
+    responses=error_responses(
+        400, 404, 409, 413, 422, 429, 502, 503, 504, examples=MAKE_PAYMENT_EXAMPLES, idempotent=True
+    ),
 )
 async def make_payment(
     order: PaymentRequest,
@@ -77,7 +84,9 @@ async def make_payment(
     summary="Ask M-Pesa about a payment and apply its answer",
     description="Answers from the database once M-Pesa's final result is known. While the "
     "customer has not answered, `ResultCode` is null and `paymentStatus` is Pending.",
-    responses=error_responses(400, 404, 422, 429, 502, 503, 504),
+    responses=error_responses(
+        400, 404, 422, 429, 502, 503, 504, examples=QUERY_PAYMENT_STATUS_EXAMPLES
+    ),
 )
 async def query_payment_status(
     body: PaymentStatusRequest, service: PaymentStatusServiceDep
@@ -115,7 +124,7 @@ TokenQuery = Annotated[
     description="Safaricom posts the payment result here. Every well-formed body is answered "
     '`{"ResultCode": 0, "ResultDesc": "Accepted"}`. The path avoids the words Daraja is '
     "reported to refuse in a CallBackURL (mpesa, safaricom, query, ...).",
-    responses=error_responses(400, 403, 413),
+    responses=error_responses(400, 403, 413, 422, examples=CALLBACK_EXAMPLES),
     openapi_extra=CALLBACK_DOC,
 )
 async def payment_callback(
@@ -128,7 +137,7 @@ async def payment_callback(
     "/mpesa-callback",
     operation_id="receiveMpesaCallback",
     summary="Daraja's STK callback (the original API's path)",
-    responses=error_responses(400, 403, 413),
+    responses=error_responses(400, 403, 413, 422, examples=CALLBACK_EXAMPLES),
     openapi_extra=CALLBACK_DOC,
 )
 async def mpesa_callback(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from movietickets.auth.dependencies import ViewingAdminDep
-from movietickets.errors import error_responses
+from movietickets.errors import TICKET_EXAMPLES, error_responses
 from movietickets.tickets.dependencies import TicketServiceDep
 from movietickets.tickets.schemas import TicketEnvelope, TicketId
 
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api", tags=["tickets"])
     description="The buyer's name and phone number are masked unless the request carries the "
     "ticket's `X-Ticket-Token` or an admin's bearer token. The bearer token is optional: an "
     "expired one reads as none (masked); a forged or malformed one is answered 401.",
-    responses=error_responses(401, 404, 422),
+    responses=error_responses(401, 404, 422, examples=TICKET_EXAMPLES),
     # Anyone may read a ticket: the admin's token is one of two options, not a requirement.
     openapi_extra={"security": [{}]},
 )

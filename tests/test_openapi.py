@@ -33,7 +33,7 @@ def test_movie_schemas_carry_examples() -> None:
     schemas = create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()["components"][
         "schemas"
     ]
-    assert schemas["MovieCreate"]["examples"][0]["showTime"] == "2025-07-15T20:00:00.000Z"
+    assert schemas["MovieCreate"]["examples"][0]["showTime"].endswith("-07-15T20:00:00.000Z")
     assert schemas["MoviePublic"]["examples"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -38,7 +39,8 @@ class MovieCreate(BaseModel):
                 {
                     "title": "The Matrix Resurrections",
                     "description": "The fourth installment in The Matrix franchise",
-                    "showTime": "2025-07-15T20:00:00.000Z",
+                    # Next year's: the example, sent as it is, is a showing that can be sold.
+                    "showTime": f"{datetime.now(UTC).year + 1}-07-15T20:00:00.000Z",
                     "price": 600,
                     "max_tickets": 150,
                     "imageUrl": "https://example.com/matrix4.jpg",

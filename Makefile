@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Redocly CLI, the OpenAPI linter the tests run (from npm; git-ignored).
+REDOCLY_STAMP := .tools/redocly/.installed
 
 .PHONY: run test lint format migrate bench simulator clean
 
@@ -14,13 +16,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(REDOCLY_STAMP): .ci/install-redocly
+	bash .ci/install-redocly .tools/redocly
+
 ## Migrate, seed sample movies and serve on http://127.0.0.1:8000, in development: the
 ## simulator, admin/admin, made-up secrets. (The installed command defaults to production.)
 run: $(STAMP)
 	ENVIRONMENT=development $(BIN)/movietickets serve
 
 ## Lint, type-check, check the layering (import-linter) and run the whole test suite (SQLite and MariaDB).
-test: lint
+test: lint $(REDOCLY_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -45,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache movietickets.db*
+	rm -rf $(VENV) .tools .mypy_cache .pytest_cache .ruff_cache movietickets.db*

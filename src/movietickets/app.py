@@ -143,6 +143,9 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        license_info={"name": "MIT", "identifier": "MIT"},
+        # Relative: Swagger UI and generated clients call the host that served the document.
+        servers=[{"url": "/", "description": "This service"}],
         # Not Swagger UI's default, a badge image from validator.swagger.io given the
         # document's URL.
         swagger_ui_parameters={"validatorUrl": None},
@@ -218,8 +221,8 @@ def _document_raw_bodies(app: FastAPI) -> None:
 
 
 def _document_conventions(app: FastAPI) -> None:
-    """What holds for every operation, declared once: the response headers, and `X-Request-ID`
-    on every answer."""
+    """What holds for every operation, declared once: the response headers, `X-Request-ID` on
+    every answer, and `security: []` on the operations anyone may call."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -230,6 +233,7 @@ def _document_conventions(app: FastAPI) -> None:
                 for method, operation in item.items():
                     if method not in HTTP_METHODS:
                         continue
+                    operation.setdefault("security", [])
                     for response in operation["responses"].values():
                         response.setdefault("headers", {})["X-Request-ID"] = header_ref(
                             "X-Request-ID"

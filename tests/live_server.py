@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,13 +23,11 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def live_server(
-    database_url: str, *, workers: int = 1, log_path: Path | None = None, **env: str
-) -> Iterator[str]:
-    """Serves on a free loopback port; yields the base URL; stops the server afterwards."""
-    port = free_port()
-    environment = {
+def server_environment(
+    database_url: str, port: int, *, workers: int = 1, **env: str
+) -> dict[str, str]:
+    """The environment the live servers of the tests run with."""
+    return {
         **os.environ,
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "test",
@@ -41,14 +40,35 @@ def live_server(
         "JWT_SECRET_KEY": "test-signing-key-0123456789abcdef0123456789abcdef",
         **env,
     }
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def running_server(
+    command: Sequence[str],
+    *,
+    port: int,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    log_path: Path | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> Iterator[RunningServer]:
+    """Runs `command` until it answers /healthz on `port`; stops it (and its workers) after."""
     log_path = log_path or (Path(os.environ["SERVER_LOG"]) if "SERVER_LOG" in os.environ else None)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movietickets.cli", "serve"],
-        env=environment,
+    process = subprocess.Popen(  # noqa: S603  (the tests' own commands)
+        list(command),
+        env=dict(env),
+        cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=preexec_fn,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -64,7 +84,7 @@ def live_server(
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start within 30 s")
             time.sleep(0.1)
-        yield base_url
+        yield RunningServer(base_url, process)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -74,3 +94,18 @@ def live_server(
             process.wait()
         if not isinstance(log, int):
             log.close()
+
+
+@contextmanager
+def live_server(
+    database_url: str, *, workers: int = 1, log_path: Path | None = None, **env: str
+) -> Iterator[str]:
+    """Serves on a free loopback port; yields the base URL; stops the server afterwards."""
+    port = free_port()
+    with running_server(
+        [sys.executable, "-m", "movietickets.cli", "serve"],
+        port=port,
+        env=server_environment(database_url, port, workers=workers, **env),
+        log_path=log_path,
+    ) as server:
+        yield server.url

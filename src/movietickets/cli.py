@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NoReturn
 
 from movietickets.observability import configure_logging
 from movietickets.settings import Settings
@@ -230,11 +231,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, message: str) -> NoReturn:
+    print(f"movietickets {command}: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Every failure is one line on standard error and exit status 1, never a traceback."""
+    from pydantic import ValidationError
+
+    from movietickets import cli_errors
+
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(args.command, cli_errors.settings_problem(exc))
     configure_logging(settings.log_level)
-    args.handler(args, settings)
+    try:
+        args.handler(args, settings)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        _fail(args.command, cli_errors.describe(exc, settings.database_url))
 
 
 if __name__ == "__main__":

@@ -156,6 +156,27 @@ class Settings(BaseSettings):
     # Signs the simulator's tokens and checkout ids; shared so that every worker agrees.
     simulator_signing_key: SecretStr = SecretStr("movietickets-simulator")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        example = "sqlite+aiosqlite:///./movietickets.db or mysql+asyncmy://user:pass@host:3306/db"
+        try:
+            url = make_url(value)
+            dialect = url.get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError):
+            raise ValueError(f"not a database URL the service can use, such as {example}") from None
+        if not dialect.is_async:
+            raise ValueError(f"needs an async driver, such as {example}")
+        try:
+            dialect.import_dbapi()
+        except ImportError:
+            message = f"the {url.drivername} driver is not installed; use {example}"
+            raise ValueError(message) from None
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:

@@ -248,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValidationError as exc:
         _fail(args.command, cli_errors.settings_problem(exc))
     configure_logging(settings.log_level)
+    cli_errors.quiet_aiosqlite_closed_loop()
     try:
         args.handler(args, settings)
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+import traceback
 
 from pydantic import ValidationError
 
@@ -61,3 +63,24 @@ def describe(exc: BaseException, database_url: str) -> str:
     if isinstance(exc, known):
         return _line(str(exc)) or type(exc).__name__
     return _line(f"unexpected error ({type(exc).__name__}): {exc}")
+
+
+def quiet_aiosqlite_closed_loop() -> None:
+    """After a failed SQLite connect, aiosqlite's worker thread may hand its clean-up result to
+    the event loop `asyncio.run` has already closed (omnilib/aiosqlite#389): a harmless
+    "Event loop is closed" that would be printed as a thread's traceback after the command's
+    one line. Only that one is silenced (logged at DEBUG)."""
+    default = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback)
+        if (
+            args.exc_type is RuntimeError
+            and str(args.exc_value) == "Event loop is closed"
+            and any("aiosqlite" in frame.filename for frame in frames)
+        ):
+            logger.debug("aiosqlite: result for a closed event loop dropped")
+            return
+        default(args)
+
+    threading.excepthook = hook

@@ -72,6 +72,12 @@ def failure_line(result: subprocess.CompletedProcess[str]) -> str:
             id="bad setting value",
         ),
         pytest.param(
+            ["serve", "--port", "70000"],
+            {},
+            "movietickets serve: invalid settings: PORT: Input should be less than or equal to",
+            id="bad --port",
+        ),
+        pytest.param(
             ["serve"],
             {"ENVIRONMENT": "production"},
             "movietickets serve: invalid settings: refusing to start in production: "

@@ -100,10 +100,22 @@ def create_admin(args: argparse.Namespace, settings: Settings) -> None:
     print(f"admin {args.username} created")
 
 
+def _command_line_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """--host, --port and --workers mean exactly HOST, PORT and WORKERS: for the simulator's
+    and the callback's URLs too, in this process, the prepare step and every worker (which
+    read their settings from the environment)."""
+    options = {"HOST": args.host, "PORT": args.port, "WORKERS": args.workers}
+    given = {name: str(value) for name, value in options.items() if value is not None}
+    if not given:
+        return settings
+    os.environ.update(given)
+    return Settings()
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    settings = _development_callback_token(settings)
+    settings = _development_callback_token(_command_line_settings(args, settings))
     if not args.no_migrate:
         # In a child process, so that the memory Alembic and the migrations take is given back.
         prepared = subprocess.run(
@@ -114,9 +126,9 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "movietickets.app:create_app_from_env",
         factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers or settings.workers,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         access_log=False,  # AccessLogMiddleware logs requests more cheaply
         log_config=None,
         # Only TRUSTED_PROXIES may name the client (client_ip.py), never uvicorn's default.

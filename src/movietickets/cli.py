@@ -115,6 +115,8 @@ def _command_line_settings(args: argparse.Namespace, settings: Settings) -> Sett
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from movietickets.server import LimitedHttpToolsProtocol, raise_open_files_limit
+
     settings = _development_callback_token(_command_line_settings(args, settings))
     if not args.no_migrate:
         # In a child process, so that the memory Alembic and the migrations take is given back.
@@ -123,9 +125,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
         )
         if prepared.returncode:
             raise SystemExit(prepared.returncode)
+    raise_open_files_limit(settings)  # inherited by the workers
     uvicorn.run(
         "movietickets.app:create_app_from_env",
         factory=True,
+        # Header and body read timeouts, a header size cap and a connection limit (server.py).
+        http=LimitedHttpToolsProtocol,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,

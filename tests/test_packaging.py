@@ -1,8 +1,9 @@
 """The package as `pip install .` installs it: its command works from any directory.
 
-The sources are copied and installed with `pip install --no-deps --target` (built offline by
-this environment's setuptools); the dependencies come from this environment's site-packages.
-Every command runs in an empty directory, far from the checkout and its alembic.ini.
+Exactly what the Dockerfile's build stage copies is copied and installed with `pip install
+--no-deps --target` (built offline by this environment's setuptools); the dependencies come
+from this environment's site-packages. Every command runs in an empty directory, far from
+the checkout and its alembic.ini.
 """
 
 from __future__ import annotations
@@ -22,8 +23,26 @@ import pytest
 from tests.live_server import free_port, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_SHIPPED = (".git", ".venv", "tests", "bench", "build", "dist", "*.egg-info", "*.db*", ".env")
-CACHES = ("__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache")
+CACHES = ("__pycache__", "*.egg-info")
+
+
+def build_context() -> list[str]:
+    """What the Dockerfile's build stage (its first FROM) copies: `COPY a b dest` lines."""
+    copied: list[str] = []
+    stage = 0
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        stage += line.startswith("FROM ")
+        if stage == 1 and line.startswith("COPY "):
+            copied += line.split()[1:-1]
+    assert copied
+    return copied
+
+
+def healthcheck() -> str:
+    """The Dockerfile's HEALTHCHECK command (shell form), as the container's shell runs it."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK "))
+    return line.split(" CMD ", 1)[1].strip()
 
 
 @dataclass(frozen=True)
@@ -56,7 +75,12 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     tmp = tmp_path_factory.mktemp("package")
     source, target = tmp / "source", tmp / "target"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SHIPPED, *CACHES))
+    source.mkdir()
+    for name in build_context():
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns(*CACHES))
+        else:
+            shutil.copy2(ROOT / name, source / name)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
     subprocess.run(  # noqa: S603
         [*pip, "--no-index", "--target", str(target), str(source)],
@@ -116,11 +140,30 @@ def test_serve_migrates_and_serves_from_any_directory(served: str) -> None:
     assert httpx.get(f"{served}/readyz", timeout=10).json() == {"status": "ready"}
 
 
+def test_the_images_health_check_follows_port(served: str) -> None:
+    """The image's health check, run as its shell would, against the installed command."""
+    port = served.rsplit(":", 1)[1]
+
+    def check(port: str) -> int:
+        env = {"PATH": os.environ["PATH"], "PORT": port}
+        command = ["/bin/sh", "-c", healthcheck()]
+        return subprocess.run(command, env=env, check=False).returncode  # noqa: S603
+
+    assert check(port) == 0
+    assert check(str(free_port())) != 0  # nothing listens there
+
+
 def test_the_wheel_carries_the_migrations_and_its_command(installed: Installed) -> None:
     package = Path(installed.pythonpath) / "movietickets"
     assert (package / "_migrations" / "env.py").is_file()
     assert (package / "_migrations" / "script.py.mako").is_file()
     assert list((package / "_migrations" / "versions").glob("*.py"))
     assert installed.command.is_file()
+    # The license: an SPDX expression (PEP 639) and its file.
+    dist_info = next(Path(installed.pythonpath).glob("movietickets-*.dist-info"))
+    metadata = (dist_info / "METADATA").read_text().splitlines()
+    assert "License-Expression: MIT" in metadata
+    assert "License-File: LICENSE" in metadata
+    assert "MIT License" in (dist_info / "licenses" / "LICENSE").read_text()
     # Only the package is installed: no top-level `alembic` package shadowing the library.
     assert not (Path(installed.pythonpath) / "alembic").exists()

@@ -120,7 +120,7 @@ def test_serve_refuses_an_unconfigured_machine_in_one_line(tmp_path: Path) -> No
 
 def test_make_run_asks_for_development() -> None:
     dry_run = subprocess.run(
-        ["make", "-n", "run"],  # noqa: S607 (make from PATH, as a developer runs it)
+        ["make", "--no-print-directory", "-n", "run"],  # noqa: S607 (make from PATH)
         cwd=ROOT,
         capture_output=True,
         text=True,

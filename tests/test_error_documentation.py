@@ -67,6 +67,14 @@ def codes_written_directly() -> set[str]:
                 if keyword.arg == "code" and isinstance(keyword.value, ast.Constant):
                     assert isinstance(keyword.value.value, str), (path, keyword.value.value)
                     written.add(keyword.value.value)
+            # server.py's refusals before the app: `_refuse(status, "code", message)`.
+            if (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr == "_refuse"
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                written.add(str(node.args[1].value))
     return written
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NoReturn
 
 from movietickets.observability import configure_logging
 from movietickets.settings import Settings, UnsafeSettings
@@ -125,10 +126,24 @@ def create_admin(args: argparse.Namespace, settings: Settings) -> None:
     print(f"admin {args.username} created")
 
 
+def _command_line_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """--host, --port and --workers mean exactly HOST, PORT and WORKERS: for the simulator's
+    and the callback's URLs too, in this process, the prepare step and every worker (which
+    read their settings from the environment)."""
+    options = {"HOST": args.host, "PORT": args.port, "WORKERS": args.workers}
+    given = {name: str(value) for name, value in options.items() if value is not None}
+    if not given:
+        return settings
+    os.environ.update(given)
+    return Settings()
+
+
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
-    settings = _development_callback_token(settings)
+    from movietickets.server import LimitedHttpToolsProtocol, raise_open_files_limit
+
+    settings = _development_callback_token(_command_line_settings(args, settings))
     try:
         settings.check_can_serve()
     except UnsafeSettings as exc:
@@ -140,15 +155,18 @@ def serve(args: argparse.Namespace, settings: Settings) -> None:
         )
         if prepared.returncode:
             raise SystemExit(prepared.returncode)
+    raise_open_files_limit(settings)  # inherited by the workers
     uvicorn.run(
         APP_FACTORY,
         factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers or settings.workers,
+        # Header and body read timeouts, a header size cap and a connection limit (server.py).
+        http=LimitedHttpToolsProtocol,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         access_log=False,  # AccessLogMiddleware logs requests more cheaply
         log_config=None,
-        # Only TRUSTED_PROXIES may name the client (client_ip.py), never uvicorn's default.
+        # Only TRUSTED_PROXIES name the client (middleware/client_address.py), not uvicorn.
         proxy_headers=False,
         timeout_keep_alive=settings.keep_alive_seconds,
         server_header=False,
@@ -260,11 +278,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, message: str) -> NoReturn:
+    print(f"movietickets {command}: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    """Every failure is one line on standard error and exit status 1, never a traceback."""
+    from pydantic import ValidationError
+
+    from movietickets import cli_errors
+
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _fail(args.command, cli_errors.settings_problem(exc))
     configure_logging(settings.log_level)
-    args.handler(args, settings)
+    cli_errors.quiet_aiosqlite_closed_loop()
+    try:
+        args.handler(args, settings)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        _fail(args.command, cli_errors.describe(exc, settings.database_url))
 
 
 if __name__ == "__main__":

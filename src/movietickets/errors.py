@@ -56,6 +56,8 @@ class ErrorCode(StrEnum):
     429 `rate_limited` (with `Retry-After`); 500 `internal_error`; 502 `payment_provider_error`;
     503 `payment_provider_busy`, `database_down` (both with `Retry-After`),
     `service_unavailable`; 504 `payment_outcome_unknown`; any other status `http_error`.
+    The HTTP server itself (`server.py`) answers 408 `request_timeout`, 431
+    `headers_too_large` and 503 `server_busy` before a request reaches the app.
     """
 
     BAD_REQUEST = "bad_request"
@@ -80,6 +82,9 @@ class ErrorCode(StrEnum):
     SERVICE_UNAVAILABLE = "service_unavailable"
     PAYMENT_OUTCOME_UNKNOWN = "payment_outcome_unknown"
     HTTP_ERROR = "http_error"
+    REQUEST_TIMEOUT = "request_timeout"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    SERVER_BUSY = "server_busy"
 
 
 class ErrorDetail(BaseModel):

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     # Longer than a load balancer's idle timeout (60 s on most), so that the balancer, not
     # the service, closes idle connections and never reuses one the service just closed.
     keep_alive_seconds: int = Field(default=75, ge=1)
+    # Slow and oversized requests (server.py). A request's line and headers must arrive within
+    # HEADER_READ_TIMEOUT_SECONDS of its first byte and its body within BODY_READ_TIMEOUT_SECONDS
+    # of the headers (else 408); the line and headers are at most MAX_HEADER_BYTES (else 431).
+    # Over MAX_CONNECTIONS open connections per worker, requests get 503.
+    header_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
+    max_connections: int = Field(default=1000, ge=1)
     # The URL clients and Safaricom reach this service at; defaults to http://host:port.
     public_base_url: str | None = None
 
@@ -158,6 +166,13 @@ class Settings(BaseSettings):
     simulator_callback_delay_seconds: float = Field(default=3.0, ge=0)
     # Signs the simulator's tokens and checkout ids; shared so that every worker agrees.
     simulator_signing_key: SecretStr = SecretStr("movietickets-simulator")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from movietickets.db.urls import check_database_url
+
+        return check_database_url(value)
 
     @field_validator("redis_url")
     @classmethod

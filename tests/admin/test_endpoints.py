@@ -88,7 +88,7 @@ BAD_TOKENS = {
     "other key": forged(valid_claims(), key="another-key-0123456789abcdef0123456789"),
     "other audience": forged(valid_claims(aud="someone-else")),
     "no expiry": forged({"sub": ADMIN_USERNAME, "aud": AUDIENCE}),
-    "alg none": jwt.encode(valid_claims(), key=None, algorithm="none"),
+    "alg none": jwt.encode(valid_claims(), key="", algorithm="none"),
 }
 
 

@@ -74,6 +74,31 @@ async def test_result_code_as_number_or_string(
     assert (await ticket(client, ticket_id))["paymentStatus"] == "Paid"
 
 
+# Values that only resemble a code: `false == 0` and `0.0 == 0` in Python, `" 0".strip()`,
+# an Arabic-Indic zero (`str.isdigit()` is true).
+NOT_A_RESULT_CODE = [False, True, 0.0, 1032.0, " 0", "0 ", "", "\u0660", {"code": 0}, [0]]
+
+
+@pytest.mark.parametrize("result_code", NOT_A_RESULT_CODE, ids=repr)
+async def test_a_result_code_that_only_resembles_one_is_malformed(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], result_code: Any
+) -> None:
+    ticket_id, checkout_id = await pending_purchase(client)
+    response = await post_callback(client, callback_body(checkout_id, result_code))
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_callback"
+    assert (await ticket(client, ticket_id))["paymentStatus"] == "Pending"
+    assert [entry.outcome for entry in await callback_log(sessionmaker)] == ["malformed"]
+
+
+async def test_only_the_integer_or_the_string_zero_is_success(client: httpx.AsyncClient) -> None:
+    ticket_id, checkout_id = await pending_purchase(client)
+    response = await post_callback(client, callback_body(checkout_id, "00"))
+    assert response.json() == ACK
+    current = await ticket(client, ticket_id)
+    assert (current["paymentStatus"], current["resultCode"]) == ("Failed", "00")
+
+
 @pytest.mark.parametrize("result_code", [1032, "1032", 1, 2001, 1037, 17])
 async def test_failure_without_metadata_fails_the_ticket(
     client: httpx.AsyncClient, result_code: int | str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,13 @@ from movietickets.daraja.callback import DarajaCallback
 from movietickets.daraja.setup import SIMULATOR_MOUNT, build_daraja
 from movietickets.daraja.setup import check_settings as check_daraja_settings
 from movietickets.daraja.transport import asyncio_transport
-from movietickets.db.engine import create_engine, create_sessionmaker
+from movietickets.db.charset import UnicodeStorageError, check_unicode_storage
+from movietickets.db.engine import (
+    DATABASE_UNAVAILABLE,
+    AsyncEngine,
+    create_engine,
+    create_sessionmaker,
+)
 from movietickets.dependencies import Resources
 from movietickets.errors import install_exception_handlers
 from movietickets.kit.ratelimit import RateLimits
@@ -42,6 +49,8 @@ from movietickets.payments.reconciler import Reconciler
 from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
 from movietickets.tickets import endpoints as tickets
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Sell cinema and event tickets paid with M-Pesa (Lipa Na M-Pesa Online / STK Push).
@@ -73,6 +82,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        await _refuse_a_database_without_utf8mb4(engine)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.mpesa_read_timeout_seconds, connect=settings.mpesa_connect_timeout_seconds
@@ -149,6 +159,22 @@ def create_app(
     # Outside all of them, so that even the 500 of an unexpected exception has the headers.
     install_security_headers(app, hsts=settings.environment == "production")
     return app
+
+
+async def _refuse_a_database_without_utf8mb4(engine: AsyncEngine) -> None:
+    """Startup fails on a database that cannot store 4-byte characters (one clear log line).
+
+    A database that cannot be reached is not a reason to stay down: the service answers 503
+    until it is back (and `movietickets prepare` checks again before every `serve`).
+    """
+    try:
+        await check_unicode_storage(engine)
+    except DATABASE_UNAVAILABLE as exc:
+        logger.warning("database unreachable at startup, character set not checked: %s", exc)
+    except UnicodeStorageError as exc:
+        logger.error("refusing to start: %s", exc)
+        await engine.dispose()
+        raise
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

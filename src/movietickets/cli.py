@@ -64,10 +64,23 @@ async def _ensure_development_admin(settings: Settings) -> bool:
         await engine.dispose()
 
 
+async def _check_unicode_storage(settings: Settings) -> None:
+    from movietickets.db.charset import check_unicode_storage
+    from movietickets.db.engine import create_engine
+
+    engine = create_engine(settings)
+    try:
+        await check_unicode_storage(engine)
+    finally:
+        await engine.dispose()
+
+
 def prepare(_args: argparse.Namespace, settings: Settings) -> None:
     from movietickets.db import migrations
 
     migrations.upgrade(settings)
+    # After migrating (0002 converts the tables): what is left cannot store `Wanjirũ 😀`.
+    asyncio.run(_check_unicode_storage(settings))
     if settings.seed_sample_movies:
         added = asyncio.run(_seed(settings))
         if added:
@@ -234,10 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from movietickets.db.charset import UnicodeStorageError
+
     args = build_parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
-    args.handler(args, settings)
+    try:
+        args.handler(args, settings)
+    except UnicodeStorageError as exc:
+        raise SystemExit(f"movietickets: refusing to start: {exc}") from None
 
 
 if __name__ == "__main__":

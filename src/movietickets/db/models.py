@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from movietickets.db.base import Base, StrEnumColumn, UTCDateTime
+from movietickets.db.base import TABLE_OPTIONS, Base, StrEnumColumn, UTCDateTime
 from movietickets.kit.clock import utcnow
 
 PRICE_MAX = 250_000
@@ -59,6 +59,7 @@ class Movie(Timestamps, Base):
             f"max_tickets > 0 AND max_tickets <= {MAX_TICKETS_LIMIT}", name="max_tickets_positive"
         ),
         CheckConstraint("seatsPaid >= 0", name="seats_paid_not_negative"),
+        TABLE_OPTIONS,
     )
 
     movie_id: Mapped[int] = mapped_column("movieId", Integer, primary_key=True, autoincrement=True)
@@ -83,6 +84,7 @@ class Ticket(Timestamps, Base):
         ),
         # Seats held: Pending tickets of a movie whose hold has not expired (a range scan).
         Index(None, "movieId", "paymentStatus", "holdExpiresAt"),
+        TABLE_OPTIONS,
     )
 
     ticket_id: Mapped[int] = mapped_column(
@@ -113,6 +115,7 @@ class Ticket(Timestamps, Base):
 
 class PushRequest(Timestamps, Base):
     __tablename__ = "pushrequest"
+    __table_args__ = (TABLE_OPTIONS,)
 
     push_request_id: Mapped[int] = mapped_column(
         "pushRequestId", Integer, primary_key=True, autoincrement=True
@@ -131,6 +134,7 @@ class CallbackLog(Base):
     """Every callback body exactly as received, stored before it is applied."""
 
     __tablename__ = "callbacklog"
+    __table_args__ = (TABLE_OPTIONS,)
 
     callback_id: Mapped[int] = mapped_column(
         "callbackId", Integer, primary_key=True, autoincrement=True
@@ -153,6 +157,7 @@ class IdempotencyKey(Base):
     """The first answer to a make-payment request sent with an `Idempotency-Key` header."""
 
     __tablename__ = "idempotencykey"
+    __table_args__ = (TABLE_OPTIONS,)
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column("requestHash", String(64))
@@ -167,6 +172,7 @@ class Admin(Timestamps, Base):
     """An operator who may manage movies and read reports."""
 
     __tablename__ = "admin"
+    __table_args__ = (TABLE_OPTIONS,)
 
     admin_id: Mapped[int] = mapped_column("adminId", Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)

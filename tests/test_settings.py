@@ -45,6 +45,12 @@ def test_bad_networks_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -
         Settings(_env_file=None)
 
 
+@pytest.mark.parametrize("size", [1023, 1024 * 1024 + 1])
+def test_body_size_limit_stays_within_what_the_callback_log_stores(size: int) -> None:
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings(_env_file=None, max_body_bytes=size)
+
+
 def test_rate_limit_defaults() -> None:
     settings = Settings(_env_file=None)
     assert settings.rate_limit_enabled is True

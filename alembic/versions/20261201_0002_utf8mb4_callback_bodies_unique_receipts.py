@@ -1,21 +1,30 @@
-"""utf8mb4 everywhere on MySQL/MariaDB
+"""utf8mb4 everywhere on MySQL/MariaDB; callback bodies stored as bytes
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-01 00:00:00.000000
 
-MySQL/MariaDB only (SQLite always stores UTF-8): the database's default character set and
-every table of 0001 are converted to utf8mb4 (collation utf8mb4_unicode_ci), so that a name
-like `Wanjirũ 😀` can be stored on a database created as latin1 or utf8mb3; text already
-stored is re-encoded, not lost.
+- MySQL/MariaDB only (SQLite always stores UTF-8): the database's default character set and
+  every table of 0001 are converted to utf8mb4 (collation utf8mb4_unicode_ci), so that a name
+  like `Wanjirũ 😀` can be stored on a database created as latin1 or utf8mb3; text already
+  stored is re-encoded, not lost.
+- `callbacklog.body` holds the bytes received (a MEDIUMBLOB on MySQL/MariaDB, where a TEXT
+  holds 64 KB of bytes: less than a body of MAX_BODY_BYTES with multi-byte characters or
+  invalid UTF-8), with `bodySize` and `bodySha256` of the whole body. Bodies already stored
+  become the UTF-8 bytes of their text; their size and hash stay NULL (what was received
+  before this migration was stored decoded, so its exact bytes are unknown).
 
-Downgrade leaves the character set as it is: converting back to latin1 would lose every
-character latin1 cannot hold.
+Downgrade: the character set stays utf8mb4 (converting back to latin1 would lose every
+character latin1 cannot hold). Bodies go back to text: bytes that are not UTF-8 become U+FFFD
+and a body longer than a TEXT (65,535 bytes) is cut to fit; `bodySize` and `bodySha256` are
+dropped.
 """
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 from movietickets.db.base import MYSQL_CHARSET, MYSQL_COLLATION
 
@@ -25,6 +34,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLES_OF_0001 = ("admin", "callbacklog", "idempotencykey", "movie", "ticket", "pushrequest")
+BODY = sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+TEXT_BYTES = 65_535
 
 
 def _is_mysql() -> bool:
@@ -39,6 +50,48 @@ def upgrade() -> None:
         for table in TABLES_OF_0001:
             op.execute(f"ALTER TABLE `{table}` CONVERT TO {charset}")
 
+    # After the conversion, so that MySQL turns each body's utf8mb4 text into its UTF-8 bytes;
+    # SQLite's batch copy casts the text to a BLOB, which is the same bytes.
+    with op.batch_alter_table("callbacklog") as batch_op:
+        batch_op.alter_column("body", existing_type=sa.Text(), type_=BODY, existing_nullable=False)
+        batch_op.add_column(sa.Column("bodySize", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("bodySha256", sa.String(length=64), nullable=True))
+
+
+def _as_text(body: bytes) -> bytes:
+    """UTF-8 that fits a TEXT column: invalid bytes replaced, cut at a character boundary."""
+    text = body.decode("utf-8", errors="replace").encode()
+    return text[:TEXT_BYTES].decode("utf-8", errors="ignore").encode()
+
+
+def _bodies_to_text() -> None:
+    connection = op.get_bind()
+    sqlite = connection.dialect.name == "sqlite"
+    update = sa.text("UPDATE callbacklog SET body = :body WHERE callbackId = :id")
+    last = 0
+    while True:
+        rows = connection.execute(
+            sa.text(
+                "SELECT callbackId, body FROM callbacklog WHERE callbackId > :last"
+                " ORDER BY callbackId LIMIT 500"
+            ),
+            {"last": last},
+        ).all()
+        if not rows:
+            return
+        for callback_id, body in rows:
+            raw = bytes(body)
+            text = _as_text(raw)
+            # SQLite keeps what it is given: every body must become a text value there.
+            if sqlite or text != raw:
+                value: str | bytes = text.decode() if sqlite else text
+                connection.execute(update, {"body": value, "id": callback_id})
+        last = rows[-1][0]
+
 
 def downgrade() -> None:
-    pass
+    _bodies_to_text()
+    with op.batch_alter_table("callbacklog") as batch_op:
+        batch_op.drop_column("bodySha256")
+        batch_op.drop_column("bodySize")
+        batch_op.alter_column("body", existing_type=BODY, type_=sa.Text(), existing_nullable=False)

@@ -90,7 +90,9 @@ class Settings(BaseSettings):
     # Adds a few sample movies on first start with an empty database (never in production).
     seed_sample_movies: bool = True
 
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # At most 1 MiB: every body accepted is stored whole in the callback log (16 MiB a body on
+    # MySQL) and stays well within MySQL's max_allowed_packet.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
 
     # Ticket purchase rules.
     seat_hold_seconds: int = Field(default=600, ge=60)

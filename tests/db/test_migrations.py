@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from movietickets.db import migrations
 from movietickets.db.base import Base
+from movietickets.db.models import CallbackLog, CallbackOutcome
 from movietickets.settings import Settings
 
 
@@ -50,3 +52,34 @@ async def test_downgrade_to_base_and_back(settings: Settings, engine: AsyncEngin
     await asyncio.to_thread(migrations.upgrade, settings, "head")
     async with engine.connect() as connection:
         assert await connection.run_sync(tables) == set(Base.metadata.tables)
+
+
+async def test_callback_bodies_survive_0002_both_ways(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """0002 turns stored bodies into their UTF-8 bytes; its downgrade turns them back into
+    text (bytes that are not UTF-8 replaced, a body too long for a TEXT cut to fit)."""
+    insert = text(
+        "INSERT INTO callbacklog (body, outcome, receivedAt) VALUES (:body, 'malformed', :at)"
+    )
+    at = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    async with engine.begin() as connection:
+        await connection.execute(insert, {"body": "café 😀", "at": at})
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with AsyncSession(engine) as session:
+        [old] = (await session.scalars(select(CallbackLog))).all()
+        assert (old.body, old.body_size, old.body_sha256) == ("café 😀".encode(), None, None)
+        session.add_all(
+            [
+                CallbackLog(body=b"ok \xff\xfe", outcome=CallbackOutcome.MALFORMED),
+                CallbackLog(body="😀".encode() * 20_000, outcome=CallbackOutcome.MALFORMED),
+            ]
+        )
+        await session.commit()
+
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    async with engine.connect() as connection:
+        bodies = (await connection.scalars(text("SELECT body FROM callbacklog ORDER BY 1"))).all()
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    assert sorted(bodies) == sorted(["café 😀", "ok \ufffd\ufffd", "😀" * (65_535 // 4)])

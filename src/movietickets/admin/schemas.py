@@ -58,7 +58,12 @@ class CallbackRecord(BaseModel):
     detail: str | None
     sourceIp: str | None
     receivedAt: UtcDateTime
-    body: str
+    body: str = Field(
+        description="The body as received, as text (bytes that are not UTF-8 shown as U+FFFD); "
+        "only its first bytes when the callback was refused."
+    )
+    bodySize: int | None = Field(description="Bytes received (null: stored before this field).")
+    bodySha256: str | None = Field(description="SHA-256 of the whole body received, in hex.")
 
 
 class Anomalies(BaseModel):

@@ -31,7 +31,9 @@ def _callback(entry: CallbackLog) -> CallbackRecord:
         detail=entry.detail,
         sourceIp=entry.source_ip,
         receivedAt=entry.received_at,
-        body=entry.body,
+        body=entry.body.decode("utf-8", errors="replace"),
+        bodySize=entry.body_size,
+        bodySha256=entry.body_sha256,
     )
 
 

@@ -14,9 +14,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from movietickets.db.base import TABLE_OPTIONS, Base, StrEnumColumn, UTCDateTime
@@ -24,6 +26,10 @@ from movietickets.kit.clock import utcnow
 
 PRICE_MAX = 250_000
 MAX_TICKETS_LIMIT = 100_000
+# Sizes of the columns a callback's text is written to (cut to fit, never refused).
+RECEIPT_NUMBER_LENGTH = 32
+RESULT_DESC_LENGTH = 255
+MERCHANT_REQUEST_ID_LENGTH = 64
 
 
 class PaymentStatus(enum.StrEnum):
@@ -100,10 +106,12 @@ class Ticket(Timestamps, Base):
     payment_status: Mapped[PaymentStatus] = mapped_column(
         "paymentStatus", StrEnumColumn(PaymentStatus, 16), default=PaymentStatus.PENDING
     )
-    mpesa_receipt_number: Mapped[str | None] = mapped_column("mpesaReceiptNumber", String(32))
+    mpesa_receipt_number: Mapped[str | None] = mapped_column(
+        "mpesaReceiptNumber", String(RECEIPT_NUMBER_LENGTH)
+    )
     transaction_date: Mapped[datetime | None] = mapped_column("transactionDate", UTCDateTime())
     result_code: Mapped[str | None] = mapped_column("resultCode", String(32))
-    result_desc: Mapped[str | None] = mapped_column("resultDesc", String(255))
+    result_desc: Mapped[str | None] = mapped_column("resultDesc", String(RESULT_DESC_LENGTH))
     hold_expires_at: Mapped[datetime] = mapped_column("holdExpiresAt", UTCDateTime())
     # Paid after its seats were released and resold: the customer must be refunded.
     needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
@@ -124,14 +132,20 @@ class PushRequest(Timestamps, Base):
         "ticketId", ForeignKey("ticket.ticketId", ondelete="CASCADE"), unique=True
     )
     checkout_request_id: Mapped[str] = mapped_column("checkoutRequestId", String(64), unique=True)
-    merchant_request_id: Mapped[str | None] = mapped_column("merchantRequestId", String(64))
+    merchant_request_id: Mapped[str | None] = mapped_column(
+        "merchantRequestId", String(MERCHANT_REQUEST_ID_LENGTH)
+    )
     # When the reconciler should next ask Daraja about a push that got no callback.
     next_query_at: Mapped[datetime | None] = mapped_column("nextQueryAt", UTCDateTime(), index=True)
     query_attempts: Mapped[int] = mapped_column("queryAttempts", Integer, default=0)
 
 
 class CallbackLog(Base):
-    """Every callback body exactly as received, stored before it is applied."""
+    """Every callback body exactly as received (bytes), stored before it is applied.
+
+    A refused callback keeps only its first bytes; `bodySize` and `bodySha256` are always
+    those of the whole body received (NULL on rows stored before they existed).
+    """
 
     __tablename__ = "callbacklog"
     __table_args__ = (TABLE_OPTIONS,)
@@ -143,7 +157,13 @@ class CallbackLog(Base):
         "checkoutRequestId", String(64), index=True
     )
     ticket_id: Mapped[int | None] = mapped_column("ticketId", Integer)
-    body: Mapped[str] = mapped_column(Text)
+    # A MEDIUMBLOB on MySQL/MariaDB (16 MiB; a TEXT holds 64 KB of bytes, less than a body of
+    # MAX_BODY_BYTES once invalid UTF-8 is replaced): far above MAX_BODY_BYTES' ceiling.
+    body: Mapped[bytes] = mapped_column(
+        LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+    )
+    body_size: Mapped[int | None] = mapped_column("bodySize", Integer)
+    body_sha256: Mapped[str | None] = mapped_column("bodySha256", String(64))
     source_ip: Mapped[str | None] = mapped_column("sourceIp", String(45))
     outcome: Mapped[CallbackOutcome] = mapped_column(
         StrEnumColumn(CallbackOutcome, 32), default=CallbackOutcome.RECEIVED, index=True

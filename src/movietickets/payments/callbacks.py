@@ -8,6 +8,7 @@ order guarantees one of the two transactions sees the other's work.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from movietickets.daraja.callback import (
 )
 from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
 from movietickets.db.models import (
+    MERCHANT_REQUEST_ID_LENGTH,
     PRICE_MAX,
     CallbackLog,
     CallbackOutcome,
@@ -110,7 +112,10 @@ class CallbackService:
         async with self.sessionmaker() as session, session.begin():
             entry = await CallbackLogRepository(session).add(
                 CallbackLog(
-                    body=raw.decode("utf-8", errors="replace"),
+                    # The bytes as received (whatever their encoding), with their size and hash.
+                    body=raw,
+                    body_size=len(raw),
+                    body_sha256=hashlib.sha256(raw).hexdigest(),
                     source_ip=source_ip,
                     checkout_request_id=callback.CheckoutRequestID if callback else None,
                     outcome=outcome,
@@ -176,7 +181,10 @@ class CallbackService:
             PushRequest(
                 ticket_id=ticket.ticket_id,
                 checkout_request_id=callback.CheckoutRequestID,
-                merchant_request_id=callback.MerchantRequestID,
+                # Only informative: cut to its column rather than refuse the payment.
+                merchant_request_id=callback.MerchantRequestID[:MERCHANT_REQUEST_ID_LENGTH]
+                if callback.MerchantRequestID
+                else None,
                 query_attempts=0,
             )
         )

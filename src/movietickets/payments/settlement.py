@@ -11,12 +11,13 @@ from __future__ import annotations
 import enum
 import logging
 from datetime import datetime
+from decimal import Decimal
 
 from movietickets.catalogue.repository import MovieRepository
 from movietickets.catalogue.seats import seats_left
 from movietickets.daraja.callback import PaymentResult
 from movietickets.db.engine import AsyncSession
-from movietickets.db.models import Movie, PaymentStatus, Ticket
+from movietickets.db.models import RESULT_DESC_LENGTH, Movie, PaymentStatus, Ticket
 from movietickets.tickets.repository import TicketRepository
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ async def settle(
     if not result.succeeded:
         if ticket.payment_status == PaymentStatus.FAILED:
             # We had already given up on it; M-Pesa's reason is still worth keeping.
-            ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+            ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
             return Settlement.UNCHANGED
         _mark_failed(ticket, result)
         return Settlement.FAILED
@@ -79,14 +80,15 @@ async def settle(
             logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
             return Settlement.UNVERIFIED
         if result.amount != ticket.total_amount:
+            paid = _shown(result.amount)
             logger.error(
                 "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
                 ticket_id,
-                result.amount,
+                paid,
                 ticket.total_amount,
             )
             _mark_needs_refund(
-                ticket, result, f"Amount mismatch: paid {result.amount}, due {ticket.total_amount}"
+                ticket, result, f"Amount mismatch: paid {paid}, due {ticket.total_amount}"
             )
             return Settlement.AMOUNT_MISMATCH
 
@@ -111,17 +113,28 @@ async def _seats_left(session: AsyncSession, movie: Movie, ticket: Ticket, now: 
     return seats_left(movie.max_tickets, movie.seats_paid, held)
 
 
+def _desc(text: str) -> str:
+    """A description cut to its column (M-Pesa's text may be any length)."""
+    return text[:RESULT_DESC_LENGTH]
+
+
+def _shown(amount: Decimal) -> str:
+    """An amount for people: as sent, unless it is absurdly long (a callback may say anything)."""
+    text = str(amount)
+    return text if len(text) <= 24 else f"{amount:.6e}"
+
+
 def _mark_paid(movie: Movie, ticket: Ticket, result: PaymentResult) -> None:
     ticket.payment_status = PaymentStatus.PAID
     ticket.mpesa_receipt_number = result.receipt_number
     ticket.transaction_date = result.transaction_date
-    ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
     movie.seats_paid += ticket.quantity
 
 
 def _mark_failed(ticket: Ticket, result: PaymentResult) -> None:
     ticket.payment_status = PaymentStatus.FAILED
-    ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
 
 
 def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> None:
@@ -129,7 +142,7 @@ def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> No
     ticket.needs_refund = True
     ticket.mpesa_receipt_number = result.receipt_number
     ticket.transaction_date = result.transaction_date
-    ticket.result_code, ticket.result_desc = result.result_code, reason
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(reason)
 
 
 async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str) -> bool:
@@ -142,5 +155,5 @@ async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str)
     if ticket is None or ticket.payment_status != PaymentStatus.PENDING:
         return False
     ticket.payment_status = PaymentStatus.FAILED
-    ticket.result_desc = reason[:255]
+    ticket.result_desc = _desc(reason)
     return True

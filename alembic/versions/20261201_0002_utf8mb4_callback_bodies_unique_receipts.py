@@ -1,4 +1,4 @@
-"""utf8mb4 everywhere on MySQL/MariaDB; callback bodies stored as bytes
+"""utf8mb4 everywhere on MySQL/MariaDB; callback bodies stored as bytes; unique receipts
 
 Revision ID: 0002
 Revises: 0001
@@ -13,11 +13,15 @@ Create Date: 2026-12-01 00:00:00.000000
   invalid UTF-8), with `bodySize` and `bodySha256` of the whole body. Bodies already stored
   become the UTF-8 bytes of their text; their size and hash stay NULL (what was received
   before this migration was stored decoded, so its exact bytes are unknown).
+- `ticket.mpesaReceiptNumber` is unique (NULL on any number of tickets), compared byte for
+  byte (collation utf8mb4_bin on MySQL/MariaDB, as SQLite compares). If two tickets already
+  carry the same receipt, the upgrade stops before changing anything and names them: a
+  receipt paid one ticket, and which one is for an operator to decide.
 
 Downgrade: the character set stays utf8mb4 (converting back to latin1 would lose every
 character latin1 cannot hold). Bodies go back to text: bytes that are not UTF-8 become U+FFFD
 and a body longer than a TEXT (65,535 bytes) is cut to fit; `bodySize` and `bodySha256` are
-dropped.
+dropped. Receipt numbers stay as they are, no longer unique.
 """
 
 from collections.abc import Sequence
@@ -26,7 +30,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-from movietickets.db.base import MYSQL_CHARSET, MYSQL_COLLATION
+from movietickets.db.base import MYSQL_BINARY_COLLATION, MYSQL_CHARSET, MYSQL_COLLATION
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -42,7 +46,34 @@ def _is_mysql() -> bool:
     return op.get_bind().dialect.name in ("mysql", "mariadb")
 
 
+def _refuse_duplicate_receipts() -> None:
+    """Stops the upgrade, before any change, if a receipt number is on two tickets."""
+    tickets: dict[str, list[int]] = {}
+    rows = op.get_bind().execute(
+        sa.text(
+            "SELECT ticketId, mpesaReceiptNumber FROM ticket"
+            " WHERE mpesaReceiptNumber IS NOT NULL ORDER BY ticketId"
+        )
+    )
+    for ticket_id, receipt in rows:
+        # MySQL's collations ignore trailing spaces, so its unique index would too.
+        tickets.setdefault(receipt.rstrip(" "), []).append(ticket_id)
+    duplicates = {receipt: ids for receipt, ids in tickets.items() if len(ids) > 1}
+    if duplicates:
+        listed = "; ".join(
+            f"receipt {receipt} on tickets {', '.join(map(str, ids))}"
+            for receipt, ids in sorted(duplicates.items())[:10]
+        )
+        raise RuntimeError(
+            f"migration 0002 makes receipt numbers unique, but {len(duplicates)} are on more"
+            f" than one ticket ({listed}). A receipt paid one ticket: find which, set"
+            " mpesaReceiptNumber to NULL on the others (and needsRefund if their customer is"
+            " owed money), then migrate again. Nothing was changed."
+        )
+
+
 def upgrade() -> None:
+    _refuse_duplicate_receipts()
     if _is_mysql():
         charset = f"CHARACTER SET {MYSQL_CHARSET} COLLATE {MYSQL_COLLATION}"
         # The default of tables created later without options; then every existing table.
@@ -56,6 +87,16 @@ def upgrade() -> None:
         batch_op.alter_column("body", existing_type=sa.Text(), type_=BODY, existing_nullable=False)
         batch_op.add_column(sa.Column("bodySize", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("bodySha256", sa.String(length=64), nullable=True))
+
+    if _is_mysql():
+        op.execute(
+            "ALTER TABLE ticket MODIFY mpesaReceiptNumber VARCHAR(32)"
+            f" CHARACTER SET {MYSQL_CHARSET} COLLATE {MYSQL_BINARY_COLLATION} NULL"
+        )
+    with op.batch_alter_table("ticket") as batch_op:
+        batch_op.create_unique_constraint(
+            batch_op.f("uq_ticket_mpesaReceiptNumber"), ["mpesaReceiptNumber"]
+        )
 
 
 def _as_text(body: bytes) -> bytes:
@@ -90,6 +131,13 @@ def _bodies_to_text() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("ticket") as batch_op:
+        batch_op.drop_constraint(batch_op.f("uq_ticket_mpesaReceiptNumber"), type_="unique")
+    if _is_mysql():
+        op.execute(
+            "ALTER TABLE ticket MODIFY mpesaReceiptNumber VARCHAR(32)"
+            f" CHARACTER SET {MYSQL_CHARSET} COLLATE {MYSQL_COLLATION} NULL"
+        )
     _bodies_to_text()
     with op.batch_alter_table("callbacklog") as batch_op:
         batch_op.drop_column("bodySha256")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
@@ -83,3 +84,47 @@ async def test_callback_bodies_survive_0002_both_ways(
         bodies = (await connection.scalars(text("SELECT body FROM callbacklog ORDER BY 1"))).all()
     await asyncio.to_thread(migrations.upgrade, settings, "head")
     assert sorted(bodies) == sorted(["café 😀", "ok \ufffd\ufffd", "😀" * (65_535 // 4)])
+
+
+async def test_0002_stops_before_any_change_on_a_receipt_on_two_tickets(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    at = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO movie (movieId, title, showTime, price, max_tickets, seatsPaid,"
+                " dateCreated, lastUpdated) VALUES (1, 'T', :at, 100, 10, 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+        for receipt in ("RCPT1", "RCPT1 ", "rcpt1", None, None):
+            await connection.execute(
+                text(
+                    "INSERT INTO ticket (movieId, customerName, phoneNumber, quantity,"
+                    " totalAmount, paymentStatus, mpesaReceiptNumber, holdExpiresAt,"
+                    " needsRefund, dateCreated, lastUpdated) VALUES (1, 'A', '254712345678', 1,"
+                    " 100, 'Paid', :receipt, :at, 0, :at, :at)"
+                ),
+                {"receipt": receipt, "at": at},
+            )
+    with pytest.raises(RuntimeError) as refused:
+        await asyncio.to_thread(migrations.upgrade, settings, "head")
+    assert "receipt RCPT1 on tickets 1, 2" in str(refused.value)
+    assert "rcpt1" not in str(refused.value)  # another receipt: compared byte for byte
+    assert "Nothing was changed" in str(refused.value)
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        await connection.execute(text("SELECT body FROM callbacklog"))  # 0001's table as it was
+
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE ticket SET mpesaReceiptNumber = NULL WHERE ticketId = 2")
+        )
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with engine.connect() as connection:
+        receipts = (
+            await connection.scalars(text("SELECT mpesaReceiptNumber FROM ticket ORDER BY 1"))
+        ).all()
+    assert sorted(receipts, key=str) == sorted(["RCPT1", "rcpt1", None, None, None], key=str)

@@ -70,6 +70,10 @@ class Anomalies(BaseModel):
     refundsDue: list[TicketPublic] = Field(description="Paid but no seat, or a wrong amount.")
     amountMismatches: list[CallbackRecord]
     unmatchedCallbacks: list[CallbackRecord] = Field(description="No ticket has that push id.")
+    duplicateReceipts: list[CallbackRecord] = Field(
+        description="Successes carrying a receipt number that already settles another ticket "
+        "(not applied; `ticketId` is the ticket they were for)."
+    )
     stuckPending: list[TicketPublic] = Field(
         description="Pending for longer than the reconciler waits before giving up."
     )

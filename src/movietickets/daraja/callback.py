@@ -128,8 +128,10 @@ def payment_result(callback: StkCallback) -> PaymentResult:
 
 
 def metadata_text(value: Any) -> str | None:
-    """A metadata item's value as text (at most 32 characters), None when empty."""
-    return str(value)[:32] if value not in (None, "") else None
+    """A metadata item's value as text without surrounding blanks (at most 32 characters),
+    None when empty."""
+    text = str(value).strip()[:32] if value is not None else ""
+    return text or None
 
 
 def _amount(value: Any) -> Decimal | None:

@@ -25,6 +25,9 @@ NAMING_CONVENTION = {
 # are compared on both MariaDB and MySQL (utf8mb4_0900_ai_ci exists only on MySQL 8).
 MYSQL_CHARSET = "utf8mb4"
 MYSQL_COLLATION = "utf8mb4_unicode_ci"
+# Identifiers (receipt numbers) compared byte for byte, as SQLite compares them: no case or
+# accent folding (trailing spaces still are ignored: callbacks' texts are stripped).
+MYSQL_BINARY_COLLATION = "utf8mb4_bin"
 TABLE_OPTIONS = {"mysql_charset": MYSQL_CHARSET, "mysql_collate": MYSQL_COLLATION}
 
 

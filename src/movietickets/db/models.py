@@ -21,7 +21,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from movietickets.db.base import TABLE_OPTIONS, Base, StrEnumColumn, UTCDateTime
+from movietickets.db.base import (
+    MYSQL_BINARY_COLLATION,
+    MYSQL_CHARSET,
+    TABLE_OPTIONS,
+    Base,
+    StrEnumColumn,
+    UTCDateTime,
+)
 from movietickets.kit.clock import utcnow
 
 PRICE_MAX = 250_000
@@ -48,6 +55,8 @@ class CallbackOutcome(enum.StrEnum):
     UNMATCHED = "unmatched"  # no ticket with that CheckoutRequestID (yet)
     MALFORMED = "malformed"  # not a Daraja callback body
     REFUSED = "refused"  # failed the authenticity checks
+    # A success carrying the receipt of another ticket: a receipt settles one ticket at most.
+    DUPLICATE_RECEIPT = "duplicate_receipt"
 
 
 class Timestamps:
@@ -106,8 +115,17 @@ class Ticket(Timestamps, Base):
     payment_status: Mapped[PaymentStatus] = mapped_column(
         "paymentStatus", StrEnumColumn(PaymentStatus, 16), default=PaymentStatus.PENDING
     )
+    # A receipt settles one ticket at most (NULL, no receipt yet, on any number of them).
     mpesa_receipt_number: Mapped[str | None] = mapped_column(
-        "mpesaReceiptNumber", String(RECEIPT_NUMBER_LENGTH)
+        "mpesaReceiptNumber",
+        String(RECEIPT_NUMBER_LENGTH).with_variant(
+            mysql.VARCHAR(
+                RECEIPT_NUMBER_LENGTH, charset=MYSQL_CHARSET, collation=MYSQL_BINARY_COLLATION
+            ),
+            "mysql",
+            "mariadb",
+        ),
+        unique=True,
     )
     transaction_date: Mapped[datetime | None] = mapped_column("transactionDate", UTCDateTime())
     result_code: Mapped[str | None] = mapped_column("resultCode", String(32))

@@ -49,6 +49,7 @@ _OUTCOMES = {
     Settlement.AMOUNT_MISMATCH: CallbackOutcome.AMOUNT_MISMATCH,
     Settlement.UNCHANGED: CallbackOutcome.IGNORED,
     Settlement.UNVERIFIED: CallbackOutcome.IGNORED,
+    Settlement.DUPLICATE_RECEIPT: CallbackOutcome.DUPLICATE_RECEIPT,
     Settlement.UNKNOWN_TICKET: CallbackOutcome.UNMATCHED,
 }
 

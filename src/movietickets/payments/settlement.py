@@ -36,6 +36,9 @@ class Settlement(enum.StrEnum):
     UNCHANGED = "unchanged"
     # A success callback without an amount cannot be checked; left for an STK query.
     UNVERIFIED = "unverified"
+    # A success whose receipt number already settles another ticket: nothing changed (a receipt
+    # settles one ticket at most); the ticket is left to the STK query, the callback reported.
+    DUPLICATE_RECEIPT = "duplicate_receipt"
     UNKNOWN_TICKET = "unknown_ticket"
 
 
@@ -75,22 +78,37 @@ async def settle(
         _mark_failed(ticket, result)
         return Settlement.FAILED
 
-    if check_amount:
-        if result.amount is None:
-            logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
-            return Settlement.UNVERIFIED
-        if result.amount != ticket.total_amount:
-            paid = _shown(result.amount)
+    if check_amount and result.amount is None:
+        logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
+        return Settlement.UNVERIFIED
+
+    # Every branch below writes the receipt number: it must not be another ticket's. Checked
+    # here under the row locks; the unique constraint settles a race with another movie's.
+    receipt = result.receipt_number
+    if receipt is not None:
+        holder = await tickets.receipt_holder(receipt, excluding=ticket_id)
+        if holder is not None or not await tickets.take_receipt(ticket_id, receipt):
             logger.error(
-                "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
+                "ticket %d: receipt %s already settles ticket %s; success not applied",
                 ticket_id,
-                paid,
-                ticket.total_amount,
+                receipt,
+                holder if holder is not None else "(being settled concurrently)",
             )
-            _mark_needs_refund(
-                ticket, result, f"Amount mismatch: paid {paid}, due {ticket.total_amount}"
-            )
-            return Settlement.AMOUNT_MISMATCH
+            return Settlement.DUPLICATE_RECEIPT
+
+    amount = result.amount
+    if check_amount and amount is not None and amount != ticket.total_amount:
+        paid = _shown(amount)
+        logger.error(
+            "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
+            ticket_id,
+            paid,
+            ticket.total_amount,
+        )
+        _mark_needs_refund(
+            ticket, result, f"Amount mismatch: paid {paid}, due {ticket.total_amount}"
+        )
+        return Settlement.AMOUNT_MISMATCH
 
     holds_seats = ticket.payment_status == PaymentStatus.PENDING and ticket.hold_expires_at > now
     if holds_seats or await _seats_left(session, movie, ticket, now) >= ticket.quantity:

@@ -55,6 +55,7 @@ def test_rate_limit_defaults() -> None:
     settings = Settings(_env_file=None)
     assert settings.rate_limit_enabled is True
     assert (settings.rate_limit_writes, settings.rate_limit_phone) == ("20/minute", "1/2 minutes")
+    assert settings.rate_limit_refused_callbacks == "10/minute"
     assert settings.redis_url is None
 
 

@@ -59,7 +59,8 @@ Every error is answered with the same JSON shape: `{"error": "...", "code": "...
 (plus `details` for invalid fields). Times are ISO 8601 in UTC with a `Z`.
 
 Writes (POST, PUT, PATCH, DELETE) are rate limited per client address: over the limit, the
-answer is 429 with `Retry-After` (seconds). Daraja's callbacks are never limited.
+answer is 429 with `Retry-After` (seconds). Daraja's callbacks with the right secret are
+never limited; refused ones are, per address.
 """
 
 TAGS = [

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_writes: RateLimit = "20/minute"
     rate_limit_phone: RateLimit = "1/2 minutes"
+    # Refused callbacks (wrong or missing secret, address not allowed) per client address:
+    # each is stored (its first bytes) and logged, so a flood must not fill the database.
+    # Callbacks with the right secret are never limited.
+    rate_limit_refused_callbacks: RateLimit = "10/minute"
     redis_url: SecretStr | None = None  # may hold a password
     rate_limit_key_prefix: str = Field(default="movietickets", min_length=1)
 

@@ -113,9 +113,10 @@ TokenQuery = Annotated[
     operation_id="receivePaymentCallback",
     summary="Daraja's STK callback (the URL to give Safaricom)",
     description="Safaricom posts the payment result here. Every well-formed body is answered "
-    '`{"ResultCode": 0, "ResultDesc": "Accepted"}`. The path avoids the words Daraja is '
-    "reported to refuse in a CallBackURL (mpesa, safaricom, query, ...).",
-    responses=error_responses(400, 403, 413),
+    '`{"ResultCode": 0, "ResultDesc": "Accepted"}`. A callback without the right secret is '
+    "refused (403); too many of those from one address get 429. The path avoids the words "
+    "Daraja is reported to refuse in a CallBackURL (mpesa, safaricom, query, ...).",
+    responses=error_responses(400, 403, 413, 429),
     openapi_extra=CALLBACK_DOC,
 )
 async def payment_callback(
@@ -128,7 +129,7 @@ async def payment_callback(
     "/mpesa-callback",
     operation_id="receiveMpesaCallback",
     summary="Daraja's STK callback (the original API's path)",
-    responses=error_responses(400, 403, 413),
+    responses=error_responses(400, 403, 413, 429),
     openapi_extra=CALLBACK_DOC,
 )
 async def mpesa_callback(

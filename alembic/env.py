@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from movietickets.db import models  # noqa: F401  (registers the tables)
 from movietickets.db.base import Base, UTCDateTime
+from movietickets.db.charset import connect_args
 from movietickets.settings import Settings
 
 config = context.config
@@ -61,7 +62,8 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_database_url(), poolclass=pool.NullPool)
+    url = _database_url()
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

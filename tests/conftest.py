@@ -87,13 +87,31 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-async def _create_mariadb_database(name: str) -> None:
+async def _create_mariadb_database(name: str, options: str = "") -> None:
     engine = create_async_engine(f"{MARIADB_SERVER_URL}/")
     try:
         async with engine.begin() as connection:
-            await connection.execute(text(f"CREATE DATABASE `{name}`"))
+            await connection.execute(text(f"CREATE DATABASE `{name}` {options}"))
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def mariadb_database(options: str = "") -> AsyncIterator[str]:
+    """The URL of a new, empty MariaDB database (not migrated), dropped afterwards; skipped
+    without MariaDB (a failure under CI=true). `options`: e.g. `CHARACTER SET latin1`."""
+    name = f"mt_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        await _create_mariadb_database(name, options)
+    except Exception as exc:
+        message = f"MariaDB not reachable at {MARIADB_SERVER_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield f"{MARIADB_SERVER_URL}/{name}"
+    finally:
+        await _drop_mariadb_database(name)
 
 
 async def _drop_mariadb_database(name: str) -> None:

@@ -153,7 +153,7 @@ def test_every_error_status_shows_examples_of_its_own() -> None:
     callback_400 = examples(operation("receivePaymentCallback")["responses"]["400"])
     assert [value["code"] for value in callback_400] == ["malformed_callback"]
     for op_id in ("receivePaymentCallback", "receiveMpesaCallback"):
-        assert set(operation(op_id)["responses"]) == {"200", "400", "403", "413", "422"}
+        assert set(operation(op_id)["responses"]) == {"200", "400", "403", "413", "422", "429"}
 
 
 def test_no_response_documents_fastapis_validation_error() -> None:

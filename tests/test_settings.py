@@ -45,10 +45,17 @@ def test_bad_networks_are_refused(monkeypatch: pytest.MonkeyPatch, value: str) -
         Settings(_env_file=None)
 
 
+@pytest.mark.parametrize("size", [1023, 1024 * 1024 + 1])
+def test_body_size_limit_stays_within_what_the_callback_log_stores(size: int) -> None:
+    with pytest.raises(ValidationError, match="max_body_bytes"):
+        Settings(_env_file=None, max_body_bytes=size)
+
+
 def test_rate_limit_defaults() -> None:
     settings = Settings(_env_file=None)
     assert settings.rate_limit_enabled is True
     assert (settings.rate_limit_writes, settings.rate_limit_phone) == ("20/minute", "1/2 minutes")
+    assert settings.rate_limit_refused_callbacks == "10/minute"
     assert settings.redis_url is None
 
 

@@ -1,7 +1,7 @@
 """service secrets: the signing key a development database makes up for itself
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-01 21:00:00
 
 Downgrade drops the table: a development database then makes a new key on its next start
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from movietickets.db.base import UTCDateTime
+from movietickets.db.base import TABLE_OPTIONS, UTCDateTime
 
 revision: str = "0005"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=255), nullable=False),
         sa.Column("createdAt", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
+        **TABLE_OPTIONS,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,7 +32,13 @@ from movietickets.daraja.callback import DarajaCallback
 from movietickets.daraja.setup import SIMULATOR_MOUNT, build_daraja
 from movietickets.daraja.setup import check_settings as check_daraja_settings
 from movietickets.daraja.transport import asyncio_transport
-from movietickets.db.engine import create_engine, create_sessionmaker
+from movietickets.db.charset import UnicodeStorageError, check_unicode_storage
+from movietickets.db.engine import (
+    DATABASE_UNAVAILABLE,
+    AsyncEngine,
+    create_engine,
+    create_sessionmaker,
+)
 from movietickets.dependencies import Resources
 from movietickets.errors import RESPONSE_HEADERS, header_ref, install_exception_handlers
 from movietickets.kit.ratelimit import RateLimits
@@ -49,6 +56,8 @@ from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
 from movietickets.tickets import endpoints as tickets
 
+logger = logging.getLogger(__name__)
+
 DESCRIPTION = """
 Sell cinema and event tickets paid with M-Pesa (Lipa Na M-Pesa Online / STK Push).
 
@@ -56,7 +65,8 @@ Every error is answered with the same JSON shape: `{"error": "...", "code": "...
 (plus `details` for invalid fields). Times are ISO 8601 in UTC with a `Z`.
 
 Writes (POST, PUT, PATCH, DELETE) are rate limited per client address: over the limit, the
-answer is 429 with `Retry-After` (seconds). Daraja's callbacks are never limited.
+answer is 429 with `Retry-After` (seconds). Daraja's callbacks with the right secret are
+never limited; refused ones are, per address.
 """
 
 TAGS = [
@@ -89,6 +99,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        await _refuse_a_database_without_utf8mb4(engine)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.mpesa_read_timeout_seconds, connect=settings.mpesa_connect_timeout_seconds
@@ -202,6 +213,22 @@ def _serve_redoc(app: FastAPI) -> None:
             media_type="text/javascript",
             headers={"Cache-Control": "public, max-age=3600"},
         )
+
+
+async def _refuse_a_database_without_utf8mb4(engine: AsyncEngine) -> None:
+    """Startup fails on a database that cannot store 4-byte characters (one clear log line).
+
+    A database that cannot be reached is not a reason to stay down: the service answers 503
+    until it is back (and `movietickets prepare` checks again before every `serve`).
+    """
+    try:
+        await check_unicode_storage(engine)
+    except DATABASE_UNAVAILABLE as exc:
+        logger.warning("database unreachable at startup, character set not checked: %s", exc)
+    except UnicodeStorageError as exc:
+        logger.error("refusing to start: %s", exc)
+        await engine.dispose()
+        raise
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

@@ -80,10 +80,23 @@ async def _ensure_first_admin(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+async def _check_unicode_storage(settings: Settings) -> None:
+    from movietickets.db.charset import check_unicode_storage
+    from movietickets.db.engine import create_engine
+
+    engine = create_engine(settings)
+    try:
+        await check_unicode_storage(engine)
+    finally:
+        await engine.dispose()
+
+
 def prepare(_args: argparse.Namespace, settings: Settings) -> None:
     from movietickets.db import migrations
 
     migrations.upgrade(settings)
+    # After migrating (0002 converts the tables): what is left cannot store `Wanjirũ 😀`.
+    asyncio.run(_check_unicode_storage(settings))
     if settings.seed_sample_movies:
         added = asyncio.run(_seed(settings))
         if added:
@@ -288,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pydantic import ValidationError
 
     from movietickets import cli_errors
+    from movietickets.db.charset import UnicodeStorageError
 
     args = build_parser().parse_args(argv)
     try:
@@ -298,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli_errors.quiet_aiosqlite_closed_loop()
     try:
         args.handler(args, settings)
+    except UnicodeStorageError as exc:
+        _fail(args.command, f"refusing to start: {exc}")
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:

@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     # Adds a few sample movies on first start with an empty database (never in production).
     seed_sample_movies: bool = True
 
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # At most 1 MiB: every body accepted is stored whole in the callback log (16 MiB a body on
+    # MySQL) and stays well within MySQL's max_allowed_packet.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)
 
     # Ticket purchase rules.
     seat_hold_seconds: int = Field(default=600, ge=60)
@@ -158,6 +160,10 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_writes: RateLimit = "20/minute"
     rate_limit_phone: RateLimit = "1/2 minutes"
+    # Refused callbacks (wrong or missing secret, address not allowed) per client address:
+    # each is stored (its first bytes) and logged, so a flood must not fill the database.
+    # Callbacks with the right secret are never limited.
+    rate_limit_refused_callbacks: RateLimit = "10/minute"
     redis_url: SecretStr | None = None  # may hold a password
     rate_limit_key_prefix: str = Field(default="movietickets", min_length=1)
 

@@ -578,6 +578,25 @@ async def test_query_normalises_numeric_result_code(
     assert result.result_desc == "Request cancelled by user"
 
 
+@pytest.mark.parametrize("result_code", [False, 0.0, " 0", "", None], ids=repr)
+async def test_query_result_code_that_only_resembles_zero_is_no_answer(
+    http: httpx.AsyncClient, daraja: respx.MockRouter, result_code: Any
+) -> None:
+    daraja["query"].respond(json={**QUERY_DONE, "ResultCode": result_code})
+
+    with pytest.raises(DarajaUnavailable):
+        await make_client(http).stk_query(CHECKOUT_ID)
+
+
+@pytest.mark.parametrize("result_code", [0, "0"])
+async def test_query_success_is_the_integer_or_the_string_zero(
+    http: httpx.AsyncClient, daraja: respx.MockRouter, result_code: int | str
+) -> None:
+    daraja["query"].respond(json={**QUERY_DONE, "ResultCode": result_code})
+
+    assert (await make_client(http).stk_query(CHECKOUT_ID)).result_code == "0"
+
+
 @pytest.mark.parametrize("status", [500, 200])
 async def test_query_answer_without_result_code_is_unavailable(
     http: httpx.AsyncClient, daraja: respx.MockRouter, status: int

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from movietickets.db import migrations
 from movietickets.db.base import Base
+from movietickets.db.models import CallbackLog, CallbackOutcome
 from movietickets.settings import Settings
 
 
@@ -50,3 +53,78 @@ async def test_downgrade_to_base_and_back(settings: Settings, engine: AsyncEngin
     await asyncio.to_thread(migrations.upgrade, settings, "head")
     async with engine.connect() as connection:
         assert await connection.run_sync(tables) == set(Base.metadata.tables)
+
+
+async def test_callback_bodies_survive_0002_both_ways(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """0002 turns stored bodies into their UTF-8 bytes; its downgrade turns them back into
+    text (bytes that are not UTF-8 replaced, a body too long for a TEXT cut to fit)."""
+    insert = text(
+        "INSERT INTO callbacklog (body, outcome, receivedAt) VALUES (:body, 'malformed', :at)"
+    )
+    at = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    async with engine.begin() as connection:
+        await connection.execute(insert, {"body": "café 😀", "at": at})
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with AsyncSession(engine) as session:
+        [old] = (await session.scalars(select(CallbackLog))).all()
+        assert (old.body, old.body_size, old.body_sha256) == ("café 😀".encode(), None, None)
+        session.add_all(
+            [
+                CallbackLog(body=b"ok \xff\xfe", outcome=CallbackOutcome.MALFORMED),
+                CallbackLog(body="😀".encode() * 20_000, outcome=CallbackOutcome.MALFORMED),
+            ]
+        )
+        await session.commit()
+
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    async with engine.connect() as connection:
+        bodies = (await connection.scalars(text("SELECT body FROM callbacklog ORDER BY 1"))).all()
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    assert sorted(bodies) == sorted(["café 😀", "ok \ufffd\ufffd", "😀" * (65_535 // 4)])
+
+
+async def test_0002_stops_before_any_change_on_a_receipt_on_two_tickets(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    at = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO movie (movieId, title, showTime, price, max_tickets, seatsPaid,"
+                " dateCreated, lastUpdated) VALUES (1, 'T', :at, 100, 10, 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+        for receipt in ("RCPT1", "RCPT1 ", "rcpt1", None, None):
+            await connection.execute(
+                text(
+                    "INSERT INTO ticket (movieId, customerName, phoneNumber, quantity,"
+                    " totalAmount, paymentStatus, mpesaReceiptNumber, holdExpiresAt,"
+                    " needsRefund, dateCreated, lastUpdated) VALUES (1, 'A', '254712345678', 1,"
+                    " 100, 'Paid', :receipt, :at, 0, :at, :at)"
+                ),
+                {"receipt": receipt, "at": at},
+            )
+    with pytest.raises(RuntimeError) as refused:
+        await asyncio.to_thread(migrations.upgrade, settings, "head")
+    assert "receipt RCPT1 on tickets 1, 2" in str(refused.value)
+    assert "rcpt1" not in str(refused.value)  # another receipt: compared byte for byte
+    assert "Nothing was changed" in str(refused.value)
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        await connection.execute(text("SELECT body FROM callbacklog"))  # 0001's table as it was
+
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE ticket SET mpesaReceiptNumber = NULL WHERE ticketId = 2")
+        )
+    await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with engine.connect() as connection:
+        receipts = (
+            await connection.scalars(text("SELECT mpesaReceiptNumber FROM ticket ORDER BY 1"))
+        ).all()
+    assert sorted(receipts, key=str) == sorted(["RCPT1", "rcpt1", None, None, None], key=str)

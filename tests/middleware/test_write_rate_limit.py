@@ -7,6 +7,8 @@ Redis the Redis half is skipped, except under CI=true, where that fails the run)
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -20,7 +22,8 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from movietickets.db.models import PaymentStatus, Ticket
+from movietickets.db.models import CallbackLog, PaymentStatus, Ticket
+from movietickets.payments.callbacks import REFUSED_BODY_BYTES
 from movietickets.settings import Settings
 from tests.helpers import buy, callback_body, create_movie, wait_for_status
 from tests.payments.test_callbacks import post_callback
@@ -115,6 +118,77 @@ class TestWritesPerAddress:
             for _ in range(3):
                 response = await client.post("/api/query-payment-status", json=UNKNOWN_PAYMENT)
                 assert response.status_code == 404
+
+
+class TestRefusedCallbacks:
+    """Refused callbacks count per address and keep only their first bytes; Daraja's own, with
+    the right secret, never count and are never limited."""
+
+    @pytest.fixture
+    def limits(self) -> dict[str, Any]:
+        return {
+            "rate_limit_writes": "3/minute",
+            "rate_limit_phone": "1/2 minutes",
+            "rate_limit_refused_callbacks": "3/minute",
+            "mpesa_callback_token": SecretStr("s3cret-token"),
+        }
+
+    @staticmethod
+    def forgery(n: int) -> bytes:
+        body = callback_body(f"ws_CO_forged{n}")
+        body["padding"] = "x" * 60_000
+        return json.dumps(body).encode()
+
+    @staticmethod
+    async def stored(sessionmaker: async_sessionmaker[AsyncSession]) -> list[CallbackLog]:
+        async with sessionmaker() as session:
+            rows = await session.scalars(select(CallbackLog).order_by(CallbackLog.callback_id))
+            return list(rows.all())
+
+    async def test_over_the_limit_they_get_429_and_are_not_stored(
+        self, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        forgeries = [self.forgery(n) for n in range(6)]
+        async with client_at(app, "203.0.113.9") as forger, client_at(app, "2001:db8::9") as other:
+            responses = [
+                await post_callback(forger, raw, f"/api/payment-callback{query}")
+                for raw, query in zip(forgeries, ["", "?token=wrong"] * 3, strict=True)
+            ]
+            assert [response.status_code for response in responses[:3]] == [403] * 3
+            for response in responses[3:]:
+                assert_rate_limited(response, 60)
+            assert "refused callbacks" in responses[3].json()["error"]
+            # Another address has its own count.
+            elsewhere = await post_callback(other, forgeries[0], "/api/payment-callback")
+            assert elsewhere.status_code == 403
+        entries = await self.stored(sessionmaker)
+        assert [entry.source_ip for entry in entries] == ["203.0.113.9"] * 3 + ["2001:db8::9"]
+        for entry, raw in zip(entries, forgeries[:3] + forgeries[:1], strict=True):
+            assert entry.outcome == "refused"
+            assert entry.body == raw[:REFUSED_BODY_BYTES]
+            assert (entry.body_size, entry.body_sha256) == (
+                len(raw),
+                hashlib.sha256(raw).hexdigest(),
+            )
+
+    async def test_callbacks_with_the_secret_are_never_limited(
+        self, app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async with client_at(app, "196.201.214.200") as daraja:
+            good = "/api/payment-callback?token=s3cret-token"
+            bodies = [callback_body(f"ws_CO_{n}", 1032, metadata=False) for n in range(8)]
+            before = [(await post_callback(daraja, body, good)).status_code for body in bodies]
+            refused = [
+                (await post_callback(daraja, body, "/api/payment-callback")).status_code
+                for body in bodies[:4]
+            ]
+            after = [(await post_callback(daraja, body, good)).status_code for body in bodies]
+            malformed = (await post_callback(daraja, b"{nope", good)).status_code
+        # The good ones did not use up the refused ones' count, nor the other way round.
+        assert (before, refused, after, malformed) == ([200] * 8, [403] * 3 + [429], [200] * 8, 400)
+        stored = [entry.outcome.value for entry in await self.stored(sessionmaker)]
+        assert stored.count("refused") == 3
+        assert len(stored) == 8 + 3 + 8 + 1
 
 
 class TestWritesAndTheSimulator:

@@ -93,7 +93,7 @@ async def add_callback(
     async with sessionmaker() as session, session.begin():
         session.add(
             CallbackLog(
-                body=json.dumps(callback_body(checkout_request_id, **body)),
+                body=json.dumps(callback_body(checkout_request_id, **body)).encode(),
                 checkout_request_id=checkout_request_id,
                 outcome=CallbackOutcome.UNMATCHED,
             )

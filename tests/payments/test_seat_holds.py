@@ -182,3 +182,31 @@ async def test_a_database_failure_reaches_every_buyer_of_the_batch(
     assert await held_in_database(sessionmaker, movie_id) == 0
     # The next buyer is served by a new batch.
     assert isinstance(await seat_holds.hold(order(movie_id), None), HeldTicket)
+
+
+async def test_an_order_the_database_refuses_fails_alone(
+    seat_holds: SeatHolds,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    """One buyer's row cannot be stored (as a 4-byte name on a latin1 table could not): the
+    others of its batch still get their tickets, checked under the row lock as ever."""
+    movie_id = await add_movie(sessionmaker, seats=4)
+
+    def buyer_2s_row(statement: str, parameters: Any) -> bool:
+        return "INSERT INTO ticket" in statement and "Buyer 2" in str(parameters)
+
+    with statements_fail(engine, buyer_2s_row, "Incorrect string value"):
+        outcomes = await asyncio.gather(
+            *(seat_holds.hold(order(movie_id, 1, n), None) for n in range(6)),
+            return_exceptions=True,
+        )
+    assert [type(outcome).__name__ for outcome in outcomes] == [
+        "HeldTicket",
+        "HeldTicket",
+        "RuntimeError",
+        "HeldTicket",
+        "HeldTicket",
+        "SoldOut",
+    ]
+    assert await held_in_database(sessionmaker, movie_id) == 4

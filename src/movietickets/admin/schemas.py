@@ -58,13 +58,22 @@ class CallbackRecord(BaseModel):
     detail: str | None
     sourceIp: str | None
     receivedAt: UtcDateTime
-    body: str
+    body: str = Field(
+        description="The body as received, as text (bytes that are not UTF-8 shown as U+FFFD); "
+        "only its first bytes when the callback was refused."
+    )
+    bodySize: int | None = Field(description="Bytes received (null: stored before this field).")
+    bodySha256: str | None = Field(description="SHA-256 of the whole body received, in hex.")
 
 
 class Anomalies(BaseModel):
     refundsDue: list[TicketPublic] = Field(description="Paid but no seat, or a wrong amount.")
     amountMismatches: list[CallbackRecord]
     unmatchedCallbacks: list[CallbackRecord] = Field(description="No ticket has that push id.")
+    duplicateReceipts: list[CallbackRecord] = Field(
+        description="Successes carrying a receipt number that already settles another ticket "
+        "(not applied; `ticketId` is the ticket they were for)."
+    )
     stuckPending: list[TicketPublic] = Field(
         description="Pending for longer than the reconciler waits before giving up."
     )

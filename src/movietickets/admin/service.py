@@ -31,7 +31,9 @@ def _callback(entry: CallbackLog) -> CallbackRecord:
         detail=entry.detail,
         sourceIp=entry.source_ip,
         receivedAt=entry.received_at,
-        body=entry.body,
+        body=entry.body.decode("utf-8", errors="replace"),
+        bodySize=entry.body_size,
+        bodySha256=entry.body_sha256,
     )
 
 
@@ -79,9 +81,11 @@ class ReportService:
         stuck = await self.reports.stuck_pending(utcnow() - give_up, ANOMALY_LIMIT)
         mismatches = await self.reports.callbacks(CallbackOutcome.AMOUNT_MISMATCH, ANOMALY_LIMIT)
         unmatched = await self.reports.callbacks(CallbackOutcome.UNMATCHED, ANOMALY_LIMIT)
+        duplicates = await self.reports.callbacks(CallbackOutcome.DUPLICATE_RECEIPT, ANOMALY_LIMIT)
         return Anomalies(
             refundsDue=[TicketPublic.from_models(t, m) for t, m in refunds],
             amountMismatches=[_callback(entry) for entry in mismatches],
             unmatchedCallbacks=[_callback(entry) for entry in unmatched],
+            duplicateReceipts=[_callback(entry) for entry in duplicates],
             stuckPending=[TicketPublic.from_models(t, m) for t, m in stuck],
         )

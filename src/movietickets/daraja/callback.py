@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from movietickets.daraja.wire import NAIROBI
+from movietickets.daraja.wire import NAIROBI, result_code
 
 SUCCESS = "0"
 
@@ -39,13 +39,16 @@ class StkCallback(BaseModel):
     ResultDesc: str = ""
     CallbackMetadata: StkCallbackMetadata | None = None
 
-    @field_validator("ResultCode")
+    @field_validator("ResultCode", mode="before")
     @classmethod
-    def _code_as_text(cls, value: int | str) -> str:
-        text = str(value).strip()
-        if not text or len(text) > 32:
-            raise ValueError("ResultCode must be a short code")
-        return text
+    def _code_as_text(cls, value: object) -> str:
+        # Before pydantic's own coercion, which would turn `false` and `0.0` into 0 (success):
+        # a body whose ResultCode is not an integer or a plain string is malformed (400, stored,
+        # never applied; the reconciler asks Daraja instead).
+        code = result_code(value)
+        if code is None:
+            raise ValueError("ResultCode must be an integer or a short code string")
+        return code
 
     def item(self, name: str) -> Any:
         """An item's Value by Name (never by position); None when absent or without a value."""
@@ -125,8 +128,10 @@ def payment_result(callback: StkCallback) -> PaymentResult:
 
 
 def metadata_text(value: Any) -> str | None:
-    """A metadata item's value as text (at most 32 characters), None when empty."""
-    return str(value)[:32] if value not in (None, "") else None
+    """A metadata item's value as text without surrounding blanks (at most 32 characters),
+    None when empty."""
+    text = str(value).strip()[:32] if value is not None else ""
+    return text or None
 
 
 def _amount(value: Any) -> Decimal | None:

@@ -174,9 +174,10 @@ class DarajaClient:
             raise ValueError("checkout_request_id must not be empty")
         body = {**self._credentials(), "CheckoutRequestID": checkout_request_id}
         payload = await self._post("query", wire.STK_QUERY_PATH, body)
-        result_code = normalise_code(payload.get("ResultCode"))
-        if not result_code:
-            raise _logged("query", DarajaUnavailable("no ResultCode", http_status=200))
+        # As strictly as a callback's: `false`, `0.0` or `" 0"` is no answer, never success.
+        result_code = wire.result_code(payload.get("ResultCode"))
+        if result_code is None:
+            raise _logged("query", DarajaUnavailable("no readable ResultCode", http_status=200))
         result = StkQueryResult(
             response_code="0",
             response_description=_text(payload, "ResponseDescription"),

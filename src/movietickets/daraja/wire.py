@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import datetime
 
 # Daraja writes its timestamps in Kenyan time.
@@ -23,6 +24,28 @@ ACCOUNT_REFERENCE_MAX = 12
 TRANSACTION_DESC_MAX = 13
 AMOUNT_MIN = 1
 AMOUNT_MAX = 250_000
+
+
+# What a ResultCode may look like as a string: `0`, `1032`, `SFC_IC0003`, `500.001.1001`.
+_RESULT_CODE = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
+
+def result_code(value: object) -> str | None:
+    """A ResultCode (callback or STK Query) as text, or None when it is not one.
+
+    Daraja sends a JSON integer (`0`, `1032`) or a string (`"0"`). Only those are codes: a
+    boolean (`false` would equal 0), a float (`0.0`), an empty or padded string (`" 0"`) are
+    not, so no value that merely resembles 0 is ever taken for a payment. The
+    one success is the integer 0 or the string "0" (`"00"` is a code, and not success).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        text = str(value)
+        return text if len(text) <= 32 else None
+    if isinstance(value, str) and _RESULT_CODE.fullmatch(value):
+        return value
+    return None
 
 
 def daraja_timestamp(now: datetime) -> str:

@@ -20,6 +20,17 @@ NAMING_CONVENTION = {
 }
 
 
+# MySQL/MariaDB: every table stores full UTF-8 (4-byte characters such as emoji included),
+# whatever the database's default (`CREATE DATABASE` is latin1 on many servers). Collations
+# are compared on both MariaDB and MySQL (utf8mb4_0900_ai_ci exists only on MySQL 8).
+MYSQL_CHARSET = "utf8mb4"
+MYSQL_COLLATION = "utf8mb4_unicode_ci"
+# Identifiers (receipt numbers) compared byte for byte, as SQLite compares them: no case or
+# accent folding (trailing spaces still are ignored: callbacks' texts are stripped).
+MYSQL_BINARY_COLLATION = "utf8mb4_bin"
+TABLE_OPTIONS = {"mysql_charset": MYSQL_CHARSET, "mysql_collate": MYSQL_COLLATION}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from movietickets.db.charset import connect_args
 from movietickets.settings import Settings
 
 # The rest of the service types its sessions with these: only db/ and the repositories import
@@ -74,6 +75,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=1800,
         # The seat check reads committed rows after taking the movie's row lock.
         isolation_level="READ COMMITTED",
+        # utf8mb4 whatever the server's default: names like `Wanjirũ 😀` are stored as sent.
+        connect_args=connect_args(settings.database_url),
     )
 
 

@@ -14,16 +14,29 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from movietickets.db.base import Base, StrEnumColumn, UTCDateTime
+from movietickets.db.base import (
+    MYSQL_BINARY_COLLATION,
+    MYSQL_CHARSET,
+    TABLE_OPTIONS,
+    Base,
+    StrEnumColumn,
+    UTCDateTime,
+)
 from movietickets.kit.clock import utcnow
 
 PRICE_MAX = 250_000
 MAX_TICKETS_LIMIT = 100_000
+# Sizes of the columns a callback's text is written to (cut to fit, never refused).
+RECEIPT_NUMBER_LENGTH = 32
+RESULT_DESC_LENGTH = 255
+MERCHANT_REQUEST_ID_LENGTH = 64
 
 
 class PaymentStatus(enum.StrEnum):
@@ -42,6 +55,8 @@ class CallbackOutcome(enum.StrEnum):
     UNMATCHED = "unmatched"  # no ticket with that CheckoutRequestID (yet)
     MALFORMED = "malformed"  # not a Daraja callback body
     REFUSED = "refused"  # failed the authenticity checks
+    # A success carrying the receipt of another ticket: a receipt settles one ticket at most.
+    DUPLICATE_RECEIPT = "duplicate_receipt"
 
 
 class Timestamps:
@@ -59,6 +74,7 @@ class Movie(Timestamps, Base):
             f"max_tickets > 0 AND max_tickets <= {MAX_TICKETS_LIMIT}", name="max_tickets_positive"
         ),
         CheckConstraint("seatsPaid >= 0", name="seats_paid_not_negative"),
+        TABLE_OPTIONS,
     )
 
     movie_id: Mapped[int] = mapped_column("movieId", Integer, primary_key=True, autoincrement=True)
@@ -83,6 +99,7 @@ class Ticket(Timestamps, Base):
         ),
         # Seats held: Pending tickets of a movie whose hold has not expired (a range scan).
         Index(None, "movieId", "paymentStatus", "holdExpiresAt"),
+        TABLE_OPTIONS,
     )
 
     ticket_id: Mapped[int] = mapped_column(
@@ -98,10 +115,21 @@ class Ticket(Timestamps, Base):
     payment_status: Mapped[PaymentStatus] = mapped_column(
         "paymentStatus", StrEnumColumn(PaymentStatus, 16), default=PaymentStatus.PENDING
     )
-    mpesa_receipt_number: Mapped[str | None] = mapped_column("mpesaReceiptNumber", String(32))
+    # A receipt settles one ticket at most (NULL, no receipt yet, on any number of them).
+    mpesa_receipt_number: Mapped[str | None] = mapped_column(
+        "mpesaReceiptNumber",
+        String(RECEIPT_NUMBER_LENGTH).with_variant(
+            mysql.VARCHAR(
+                RECEIPT_NUMBER_LENGTH, charset=MYSQL_CHARSET, collation=MYSQL_BINARY_COLLATION
+            ),
+            "mysql",
+            "mariadb",
+        ),
+        unique=True,
+    )
     transaction_date: Mapped[datetime | None] = mapped_column("transactionDate", UTCDateTime())
     result_code: Mapped[str | None] = mapped_column("resultCode", String(32))
-    result_desc: Mapped[str | None] = mapped_column("resultDesc", String(255))
+    result_desc: Mapped[str | None] = mapped_column("resultDesc", String(RESULT_DESC_LENGTH))
     hold_expires_at: Mapped[datetime] = mapped_column("holdExpiresAt", UTCDateTime())
     # Paid after its seats were released and resold: the customer must be refunded.
     needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
@@ -113,6 +141,7 @@ class Ticket(Timestamps, Base):
 
 class PushRequest(Timestamps, Base):
     __tablename__ = "pushrequest"
+    __table_args__ = (TABLE_OPTIONS,)
 
     push_request_id: Mapped[int] = mapped_column(
         "pushRequestId", Integer, primary_key=True, autoincrement=True
@@ -121,16 +150,23 @@ class PushRequest(Timestamps, Base):
         "ticketId", ForeignKey("ticket.ticketId", ondelete="CASCADE"), unique=True
     )
     checkout_request_id: Mapped[str] = mapped_column("checkoutRequestId", String(64), unique=True)
-    merchant_request_id: Mapped[str | None] = mapped_column("merchantRequestId", String(64))
+    merchant_request_id: Mapped[str | None] = mapped_column(
+        "merchantRequestId", String(MERCHANT_REQUEST_ID_LENGTH)
+    )
     # When the reconciler should next ask Daraja about a push that got no callback.
     next_query_at: Mapped[datetime | None] = mapped_column("nextQueryAt", UTCDateTime(), index=True)
     query_attempts: Mapped[int] = mapped_column("queryAttempts", Integer, default=0)
 
 
 class CallbackLog(Base):
-    """Every callback body exactly as received, stored before it is applied."""
+    """Every callback body exactly as received (bytes), stored before it is applied.
+
+    A refused callback keeps only its first bytes; `bodySize` and `bodySha256` are always
+    those of the whole body received (NULL on rows stored before they existed).
+    """
 
     __tablename__ = "callbacklog"
+    __table_args__ = (TABLE_OPTIONS,)
 
     callback_id: Mapped[int] = mapped_column(
         "callbackId", Integer, primary_key=True, autoincrement=True
@@ -139,7 +175,13 @@ class CallbackLog(Base):
         "checkoutRequestId", String(64), index=True
     )
     ticket_id: Mapped[int | None] = mapped_column("ticketId", Integer)
-    body: Mapped[str] = mapped_column(Text)
+    # A MEDIUMBLOB on MySQL/MariaDB (16 MiB; a TEXT holds 64 KB of bytes, less than a body of
+    # MAX_BODY_BYTES once invalid UTF-8 is replaced): far above MAX_BODY_BYTES' ceiling.
+    body: Mapped[bytes] = mapped_column(
+        LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+    )
+    body_size: Mapped[int | None] = mapped_column("bodySize", Integer)
+    body_sha256: Mapped[str | None] = mapped_column("bodySha256", String(64))
     source_ip: Mapped[str | None] = mapped_column("sourceIp", String(45))
     outcome: Mapped[CallbackOutcome] = mapped_column(
         StrEnumColumn(CallbackOutcome, 32), default=CallbackOutcome.RECEIVED, index=True
@@ -153,6 +195,7 @@ class IdempotencyKey(Base):
     """The first answer to a make-payment request sent with an `Idempotency-Key` header."""
 
     __tablename__ = "idempotencykey"
+    __table_args__ = (TABLE_OPTIONS,)
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str] = mapped_column("requestHash", String(64))
@@ -167,6 +210,7 @@ class Admin(Timestamps, Base):
     """An operator who may manage movies and read reports."""
 
     __tablename__ = "admin"
+    __table_args__ = (TABLE_OPTIONS,)
 
     admin_id: Mapped[int] = mapped_column("adminId", Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -178,6 +222,7 @@ class ServiceSecret(Base):
     key when JWT_SECRET_KEY is not set), so that every worker and restart agrees on it."""
 
     __tablename__ = "servicesecret"
+    __table_args__ = (TABLE_OPTIONS,)
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))

@@ -7,6 +7,10 @@
                make-payment (`RepeatedPayment`). Daraja refuses the same amount to the same
                phone within 2 minutes; the client hears it from us first. A moving window,
                exact like Daraja's rule.
+    refused    RATE_LIMIT_REFUSED_CALLBACKS per client address on callbacks that fail the
+    callbacks  authenticity checks (`hit_refused_callback`, counted by the callback service
+               once it knows): each one is stored and logged, so a flood of forgeries must not
+               fill the database. Callbacks with the right secret never count. A fixed window.
 
 Counts are kept in the process, or in Redis when REDIS_URL is set so that every instance
 shares them. The limits fail open: while Redis cannot be reached every request goes through
@@ -48,11 +52,13 @@ class RateLimits:
         *,
         writes: RateLimitItem,
         payments: RateLimitItem,
+        refused_callbacks: RateLimitItem,
         close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.storage = storage
         self.writes = writes
         self.payments = payments
+        self.refused_callbacks = refused_callbacks
         self._fixed_window = FixedWindowRateLimiter(storage)
         self._moving_window = MovingWindowRateLimiter(storage)
         self._close = close
@@ -65,8 +71,9 @@ class RateLimits:
             return None
         writes = parse(settings.rate_limit_writes)
         payments = parse(settings.rate_limit_phone)
+        refused = parse(settings.rate_limit_refused_callbacks)
         if settings.redis_url is None:
-            return cls(MemoryStorage(), writes=writes, payments=payments)
+            return cls(MemoryStorage(), writes=writes, payments=payments, refused_callbacks=refused)
         # Imported only when used: redis-py adds some 8 MB to every worker.
         import redis.asyncio
         from limits.aio.storage import RedisStorage
@@ -86,7 +93,13 @@ class RateLimits:
             wrap_exceptions=True,
             **options,
         )
-        return cls(storage, writes=writes, payments=payments, close=pool.aclose)
+        return cls(
+            storage,
+            writes=writes,
+            payments=payments,
+            refused_callbacks=refused,
+            close=pool.aclose,
+        )
 
     async def aclose(self) -> None:
         if isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
@@ -99,6 +112,13 @@ class RateLimits:
     async def hit_write(self, client: str) -> int | None:
         """Counts a write from `client`: None if allowed, else the seconds until it would be."""
         return await self._hit(self._fixed_window, self.writes, "writes", client)
+
+    async def hit_refused_callback(self, client: str) -> int | None:
+        """Counts a refused callback from `client`: None if it may be stored, else the seconds
+        until one would be."""
+        return await self._hit(
+            self._fixed_window, self.refused_callbacks, "refused-callbacks", client
+        )
 
     def repeated_payment(self, *key: str | int) -> RepeatedPayment:
         """The RATE_LIMIT_PHONE counter of one payment: phone, showing and quantity."""

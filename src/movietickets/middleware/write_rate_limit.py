@@ -1,8 +1,10 @@
 """RATE_LIMIT_WRITES per client address on every write, refused with 429 and Retry-After.
 
-Daraja's callbacks are never limited: Safaricom calls from a handful of addresses, and a
-refused callback is a payment left to the reconciler. Nor is the built-in simulator, which the
-service itself calls. The client's address is the scope's `client`, which
+Daraja's callbacks are not counted here: Safaricom calls from a handful of addresses, and a
+refused callback is a payment left to the reconciler, so one with the right secret is never
+limited; refused ones (which only the callback service can tell) count against
+RATE_LIMIT_REFUSED_CALLBACKS there. Nor is the built-in simulator, which the service itself
+calls. The client's address is the scope's `client`, which
 `ClientAddressMiddleware` has already set when the service is behind trusted proxies.
 """
 

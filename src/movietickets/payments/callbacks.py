@@ -8,10 +8,12 @@ order guarantees one of the two transactions sees the other's work.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -24,15 +26,17 @@ from movietickets.daraja.callback import (
 )
 from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
 from movietickets.db.models import (
+    MERCHANT_REQUEST_ID_LENGTH,
     PRICE_MAX,
     CallbackLog,
     CallbackOutcome,
     PaymentStatus,
     PushRequest,
 )
-from movietickets.errors import Forbidden, MalformedCallback
+from movietickets.errors import Forbidden, MalformedCallback, RateLimited
 from movietickets.kit.clock import utcnow
 from movietickets.kit.net import in_networks, parse_address
+from movietickets.kit.ratelimit import RateLimits
 from movietickets.payments.repository import CallbackLogRepository, NewPush, PushRequestRepository
 from movietickets.payments.settlement import Settlement, settle
 from movietickets.settings import Settings
@@ -47,11 +51,15 @@ _OUTCOMES = {
     Settlement.AMOUNT_MISMATCH: CallbackOutcome.AMOUNT_MISMATCH,
     Settlement.UNCHANGED: CallbackOutcome.IGNORED,
     Settlement.UNVERIFIED: CallbackOutcome.IGNORED,
+    Settlement.DUPLICATE_RECEIPT: CallbackOutcome.DUPLICATE_RECEIPT,
     Settlement.UNKNOWN_TICKET: CallbackOutcome.UNMATCHED,
 }
 
 # How far back a success callback may find the ticket of a push whose answer never came.
 ORPHAN_WINDOW = timedelta(hours=2)
+# What is kept of a refused callback's body: all of a real STK callback (under 1 KB), with
+# the size and SHA-256 of the whole; a forger's 64 KB is not worth storing.
+REFUSED_BODY_BYTES = 2048
 
 
 class CallbackService:
@@ -60,13 +68,21 @@ class CallbackService:
 
     `receive` raises Forbidden for a callback that fails the checks (wrong or missing secret,
     address not allowed) and MalformedCallback for a body that is not an STK callback; both
-    are stored first. A callback for a push not recorded yet is kept as `unmatched` and
-    applied by `record_pushes` when the push is recorded.
+    are stored first (a refused one: its first REFUSED_BODY_BYTES). Refused callbacks count
+    against RATE_LIMIT_REFUSED_CALLBACKS per address: over it, RateLimited, nothing stored.
+    A callback for a push not recorded yet is kept as `unmatched` and applied by
+    `record_pushes` when the push is recorded.
     """
 
-    def __init__(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    def __init__(
+        self,
+        sessionmaker: Sessionmaker,
+        settings: Settings,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        self.rate_limits = rate_limits
 
     def token_is_valid(self, token: str | None) -> bool:
         expected = self.settings.mpesa_callback_token
@@ -93,37 +109,65 @@ class CallbackService:
     async def receive(self, raw: bytes, *, token: str | None, source_ip: str | None) -> None:
         """Stores the body as received, then applies it. Raises for refused or malformed ones."""
         refusal = self.refusal(token, source_ip)
-        refused = refusal is not None
-        callback: StkCallback | None = None
-        if not refused:
-            try:
-                callback = DarajaCallback.model_validate_json(raw).Body.stkCallback
-            except ValidationError:
-                callback = None
-        outcome = (
-            CallbackOutcome.REFUSED
-            if refused
-            else CallbackOutcome.MALFORMED
-            if callback is None
-            else CallbackOutcome.RECEIVED
+        if refusal is not None:
+            await self._refuse(raw, refusal, source_ip)
+        try:
+            callback: StkCallback | None = DarajaCallback.model_validate_json(raw).Body.stkCallback
+        except ValidationError:
+            callback = None
+        entry = await self._store(
+            raw,
+            source_ip,
+            CallbackOutcome.MALFORMED if callback is None else CallbackOutcome.RECEIVED,
+            checkout_request_id=callback.CheckoutRequestID if callback else None,
         )
-        async with self.sessionmaker() as session, session.begin():
-            entry = await CallbackLogRepository(session).add(
-                CallbackLog(
-                    body=raw.decode("utf-8", errors="replace"),
-                    source_ip=source_ip,
-                    checkout_request_id=callback.CheckoutRequestID if callback else None,
-                    outcome=outcome,
-                    detail=refusal,
-                )
-            )
-        if refused:
-            logger.warning("callback %d from %s refused: %s", entry.callback_id, source_ip, refusal)
-            raise Forbidden("Callback refused")
         if callback is None:
             logger.warning("callback %d from %s is malformed", entry.callback_id, source_ip)
             raise MalformedCallback("Not a Daraja STK callback body")
         await self._apply(entry.callback_id, callback)
+
+    async def _refuse(self, raw: bytes, refusal: str, source_ip: str | None) -> NoReturn:
+        """Stores a bounded copy of a refused callback and raises Forbidden; RateLimited, with
+        nothing stored, once its address is over RATE_LIMIT_REFUSED_CALLBACKS."""
+        if self.rate_limits is not None:
+            retry_after = await self.rate_limits.hit_refused_callback(source_ip or "unknown")
+            if retry_after is not None:
+                logger.debug("refused callback from %s over the limit, not stored", source_ip)
+                raise RateLimited(
+                    "Too many refused callbacks from your address "
+                    f"(at most {self.rate_limits.refused_callbacks}); "
+                    f"try again in {retry_after} s",
+                    retry_after=retry_after,
+                )
+        entry = await self._store(
+            raw, source_ip, CallbackOutcome.REFUSED, detail=refusal, keep=REFUSED_BODY_BYTES
+        )
+        logger.warning("callback %d from %s refused: %s", entry.callback_id, source_ip, refusal)
+        raise Forbidden("Callback refused")
+
+    async def _store(
+        self,
+        raw: bytes,
+        source_ip: str | None,
+        outcome: CallbackOutcome,
+        *,
+        checkout_request_id: str | None = None,
+        detail: str | None = None,
+        keep: int | None = None,
+    ) -> CallbackLog:
+        """The body as received (its first `keep` bytes), with the size and hash of it all."""
+        async with self.sessionmaker() as session, session.begin():
+            return await CallbackLogRepository(session).add(
+                CallbackLog(
+                    body=raw if keep is None else raw[:keep],
+                    body_size=len(raw),
+                    body_sha256=hashlib.sha256(raw).hexdigest(),
+                    source_ip=source_ip,
+                    checkout_request_id=checkout_request_id,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
 
     async def _apply(self, callback_id: int, callback: StkCallback) -> None:
         result = payment_result(callback)
@@ -176,7 +220,10 @@ class CallbackService:
             PushRequest(
                 ticket_id=ticket.ticket_id,
                 checkout_request_id=callback.CheckoutRequestID,
-                merchant_request_id=callback.MerchantRequestID,
+                # Only informative: cut to its column rather than refuse the payment.
+                merchant_request_id=callback.MerchantRequestID[:MERCHANT_REQUEST_ID_LENGTH]
+                if callback.MerchantRequestID
+                else None,
                 query_attempts=0,
             )
         )

@@ -122,9 +122,10 @@ TokenQuery = Annotated[
     operation_id="receivePaymentCallback",
     summary="Daraja's STK callback (the URL to give Safaricom)",
     description="Safaricom posts the payment result here. Every well-formed body is answered "
-    '`{"ResultCode": 0, "ResultDesc": "Accepted"}`. The path avoids the words Daraja is '
-    "reported to refuse in a CallBackURL (mpesa, safaricom, query, ...).",
-    responses=error_responses(400, 403, 413, 422, examples=CALLBACK_EXAMPLES),
+    '`{"ResultCode": 0, "ResultDesc": "Accepted"}`. A callback without the right secret is '
+    "refused (403); too many of those from one address get 429. The path avoids the words "
+    "Daraja is reported to refuse in a CallBackURL (mpesa, safaricom, query, ...).",
+    responses=error_responses(400, 403, 413, 422, 429, examples=CALLBACK_EXAMPLES),
     openapi_extra=CALLBACK_DOC,
 )
 async def payment_callback(
@@ -137,7 +138,7 @@ async def payment_callback(
     "/mpesa-callback",
     operation_id="receiveMpesaCallback",
     summary="Daraja's STK callback (the original API's path)",
-    responses=error_responses(400, 403, 413, 422, examples=CALLBACK_EXAMPLES),
+    responses=error_responses(400, 403, 413, 422, 429, examples=CALLBACK_EXAMPLES),
     openapi_extra=CALLBACK_DOC,
 )
 async def mpesa_callback(

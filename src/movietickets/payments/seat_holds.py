@@ -5,7 +5,9 @@ that lock, and its throughput is one over the time the lock is held. That time i
 round trips and waiting for the event loop, not work, so it is shared (group commit): one task
 per showing takes the lock, checks and inserts every queued order in arrival order (each one
 sees the seats the orders before it took), commits, and hands each buyer its ticket or its
-error. Buyers who arrive meanwhile form the next batch; a buyer alone is a batch of one.
+error. Buyers who arrive meanwhile form the next batch; a buyer alone is a batch of one. If
+the database refuses the batch for one order (a value it cannot store), each order is tried
+again in a transaction of its own, so that only that buyer gets the error.
 
 The rules are exactly those of one buyer at a time: the availability check and the Pending
 tickets are in one short transaction that locks the movie row (`locked_transaction`),
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta
 
 from movietickets.catalogue.repository import MovieRepository, SeatCheckRow
 from movietickets.catalogue.seats import seats_left
-from movietickets.db.engine import Sessionmaker, locked_transaction
+from movietickets.db.engine import DATABASE_UNAVAILABLE, Sessionmaker, locked_transaction
 from movietickets.db.models import PRICE_MAX
 from movietickets.errors import AppError, Conflict, InvalidInput, NotFound, SoldOut
 from movietickets.kit.batching import Batcher
@@ -118,6 +120,26 @@ class SeatHolds:
         await self._batcher.aclose()
 
     async def _hold_batch(
+        self, movie_id: int, orders: list[tuple[Order, str | None]]
+    ) -> list[HeldTicket | Exception]:
+        try:
+            return await self._hold_together(movie_id, orders)
+        except DATABASE_UNAVAILABLE:
+            raise  # the database is away: one at a time would only make everyone wait longer
+        except Exception:
+            if len(orders) == 1:
+                raise
+        # The whole transaction was rolled back. Each order again, in arrival order, with the
+        # same checks under the row lock: the order that fails, fails alone.
+        outcomes: list[HeldTicket | Exception] = []
+        for order in orders:
+            try:
+                outcomes += await self._hold_together(movie_id, [order])
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _hold_together(
         self, movie_id: int, orders: list[tuple[Order, str | None]]
     ) -> list[HeldTicket | Exception]:
         async with locked_transaction(self._sessionmaker) as session:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import enum
 import logging
 from datetime import datetime
+from decimal import Decimal
 
 from movietickets.catalogue.repository import MovieRepository
 from movietickets.catalogue.seats import seats_left
 from movietickets.daraja.callback import PaymentResult
 from movietickets.db.engine import AsyncSession
-from movietickets.db.models import Movie, PaymentStatus, Ticket
+from movietickets.db.models import RESULT_DESC_LENGTH, Movie, PaymentStatus, Ticket
 from movietickets.tickets.repository import TicketRepository
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class Settlement(enum.StrEnum):
     UNCHANGED = "unchanged"
     # A success callback without an amount cannot be checked; left for an STK query.
     UNVERIFIED = "unverified"
+    # A success whose receipt number already settles another ticket: nothing changed (a receipt
+    # settles one ticket at most); the ticket is left to the STK query, the callback reported.
+    DUPLICATE_RECEIPT = "duplicate_receipt"
     UNKNOWN_TICKET = "unknown_ticket"
 
 
@@ -69,26 +73,42 @@ async def settle(
     if not result.succeeded:
         if ticket.payment_status == PaymentStatus.FAILED:
             # We had already given up on it; M-Pesa's reason is still worth keeping.
-            ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+            ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
             return Settlement.UNCHANGED
         _mark_failed(ticket, result)
         return Settlement.FAILED
 
-    if check_amount:
-        if result.amount is None:
-            logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
-            return Settlement.UNVERIFIED
-        if result.amount != ticket.total_amount:
+    if check_amount and result.amount is None:
+        logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
+        return Settlement.UNVERIFIED
+
+    # Every branch below writes the receipt number: it must not be another ticket's. Checked
+    # here under the row locks; the unique constraint settles a race with another movie's.
+    receipt = result.receipt_number
+    if receipt is not None:
+        holder = await tickets.receipt_holder(receipt, excluding=ticket_id)
+        if holder is not None or not await tickets.take_receipt(ticket_id, receipt):
             logger.error(
-                "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
+                "ticket %d: receipt %s already settles ticket %s; success not applied",
                 ticket_id,
-                result.amount,
-                ticket.total_amount,
+                receipt,
+                holder if holder is not None else "(being settled concurrently)",
             )
-            _mark_needs_refund(
-                ticket, result, f"Amount mismatch: paid {result.amount}, due {ticket.total_amount}"
-            )
-            return Settlement.AMOUNT_MISMATCH
+            return Settlement.DUPLICATE_RECEIPT
+
+    amount = result.amount
+    if check_amount and amount is not None and amount != ticket.total_amount:
+        paid = _shown(amount)
+        logger.error(
+            "ticket %d: M-Pesa reports %s paid, the ticket costs %d; not marking it Paid",
+            ticket_id,
+            paid,
+            ticket.total_amount,
+        )
+        _mark_needs_refund(
+            ticket, result, f"Amount mismatch: paid {paid}, due {ticket.total_amount}"
+        )
+        return Settlement.AMOUNT_MISMATCH
 
     holds_seats = ticket.payment_status == PaymentStatus.PENDING and ticket.hold_expires_at > now
     if holds_seats or await _seats_left(session, movie, ticket, now) >= ticket.quantity:
@@ -111,17 +131,28 @@ async def _seats_left(session: AsyncSession, movie: Movie, ticket: Ticket, now: 
     return seats_left(movie.max_tickets, movie.seats_paid, held)
 
 
+def _desc(text: str) -> str:
+    """A description cut to its column (M-Pesa's text may be any length)."""
+    return text[:RESULT_DESC_LENGTH]
+
+
+def _shown(amount: Decimal) -> str:
+    """An amount for people: as sent, unless it is absurdly long (a callback may say anything)."""
+    text = str(amount)
+    return text if len(text) <= 24 else f"{amount:.6e}"
+
+
 def _mark_paid(movie: Movie, ticket: Ticket, result: PaymentResult) -> None:
     ticket.payment_status = PaymentStatus.PAID
     ticket.mpesa_receipt_number = result.receipt_number
     ticket.transaction_date = result.transaction_date
-    ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
     movie.seats_paid += ticket.quantity
 
 
 def _mark_failed(ticket: Ticket, result: PaymentResult) -> None:
     ticket.payment_status = PaymentStatus.FAILED
-    ticket.result_code, ticket.result_desc = result.result_code, result.result_desc[:255]
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(result.result_desc)
 
 
 def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> None:
@@ -129,7 +160,7 @@ def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> No
     ticket.needs_refund = True
     ticket.mpesa_receipt_number = result.receipt_number
     ticket.transaction_date = result.transaction_date
-    ticket.result_code, ticket.result_desc = result.result_code, reason
+    ticket.result_code, ticket.result_desc = result.result_code, _desc(reason)
 
 
 async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str) -> bool:
@@ -142,5 +173,5 @@ async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str)
     if ticket is None or ticket.payment_status != PaymentStatus.PENDING:
         return False
     ticket.payment_status = PaymentStatus.FAILED
-    ticket.result_desc = reason[:255]
+    ticket.result_desc = _desc(reason)
     return True

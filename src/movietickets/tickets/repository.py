@@ -6,7 +6,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from movietickets.db.models import Movie, PaymentStatus, PushRequest, Ticket
 from movietickets.kit.repository import RepositoryBase
@@ -61,6 +62,32 @@ class TicketRepository(RepositoryBase[Ticket]):
             assert key is not None
             ids.append(int(key[0]))
         return ids
+
+    async def receipt_holder(self, receipt_number: str, *, excluding: int) -> int | None:
+        """The ticket other than `excluding` that already carries this receipt number."""
+        statement = select(Ticket.ticket_id).where(
+            Ticket.mpesa_receipt_number == receipt_number, Ticket.ticket_id != excluding
+        )
+        return (await self.session.scalars(statement.limit(1))).one_or_none()
+
+    async def take_receipt(self, ticket_id: int, receipt_number: str) -> bool:
+        """Writes the receipt number on the ticket; False if another ticket holds it.
+
+        The unique constraint decides, also against a concurrent transaction writing the same
+        number (MySQL makes this one wait for it, then refuses). The write is in a savepoint,
+        so that a refusal leaves the transaction and its row locks as they were.
+        """
+        try:
+            async with self.session.begin_nested():
+                await self.session.execute(
+                    update(Ticket)
+                    .where(Ticket.ticket_id == ticket_id)
+                    .values(mpesa_receipt_number=receipt_number)
+                    .execution_options(synchronize_session=False)
+                )
+        except IntegrityError:
+            return False
+        return True
 
     async def get_with_movie(self, ticket_id: int) -> tuple[Ticket, Movie] | None:
         """The ticket and its movie in one round trip (buyers poll this while they pay)."""

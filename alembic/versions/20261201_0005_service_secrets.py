@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from movietickets.db.base import TABLE_OPTIONS, UTCDateTime
+from movietickets.db.base import MYSQL_CHARSET, MYSQL_COLLATION, UTCDateTime
 
 revision: str = "0005"
 down_revision: str | None = "0002"
@@ -28,7 +28,8 @@ def upgrade() -> None:
         sa.Column("value", sa.String(length=255), nullable=False),
         sa.Column("createdAt", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
-        **TABLE_OPTIONS,
+        mysql_charset=MYSQL_CHARSET,
+        mysql_collate=MYSQL_COLLATION,
     )
 
 

@@ -155,10 +155,10 @@ async def test_prepare_refuses_a_table_left_in_latin1(
         await asyncio.to_thread(cli.main, ["prepare"])
     assert refused.value.code == 1
     assert capsys.readouterr().err.strip() == (
-        "movietickets prepare: refusing to start: the database cannot store 4-byte characters such as"
-        " emoji: column ticket.customerName is latin1; run `movietickets migrate` (it converts"
-        " the tables to utf8mb4), or ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4 COLLATE"
-        " utf8mb4_unicode_ci"
+        "movietickets prepare: refusing to start: the database cannot store 4-byte characters"
+        " such as emoji: column ticket.customerName is latin1; run `movietickets migrate`"
+        " (it converts the tables to utf8mb4), or ALTER TABLE ... CONVERT TO CHARACTER SET"
+        " utf8mb4 COLLATE utf8mb4_unicode_ci"
     )
 
 

@@ -18,10 +18,14 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 Since = Annotated[
     UtcDateTime | None,
-    Query(alias="from", description="Tickets created at or after this time (ISO 8601)."),
+    Query(
+        alias="from",
+        description="Tickets created at or after this time (ISO 8601, years 2000 to 2100).",
+    ),
 ]
 Until = Annotated[
-    UtcDateTime | None, Query(alias="to", description="Tickets created before this time.")
+    UtcDateTime | None,
+    Query(alias="to", description="Tickets created before this time (years 2000 to 2100)."),
 ]
 
 

@@ -50,7 +50,8 @@ class MovieCreate(BaseModel):
     title: Title
     description: Description | None = None
     showTime: UtcDateTime = Field(
-        description="ISO 8601; a time without an offset is Africa/Nairobi time."
+        description="ISO 8601, in the years 2000 to 2100 (UTC); a time without an offset is "
+        "Africa/Nairobi time."
     )
     price: Shillings = Field(description="Whole shillings per ticket, 1 to 250000.")
     max_tickets: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100

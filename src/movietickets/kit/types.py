@@ -70,6 +70,13 @@ def _strict_int(value: Any) -> Any:
     return value
 
 
+def _digits(value: Any) -> Any:
+    """A path or query id: ASCII digits only (int() would also take `+1`, ` 1` and `1_000`)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits (0-9) only")
+    return value
+
+
 def _http_url(value: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError("must be a string")
@@ -104,6 +111,13 @@ Shillings = Annotated[
 ]
 
 StrictInt = Annotated[int, BeforeValidator(_strict_int), WithJsonSchema({"type": "integer"})]
+
+# For an integer in a path or query string: plain digits only. It goes after FastAPI's
+# `Path(...)`/`Query(...)` in the `Annotated`, which keeps their bounds as `minimum`/`maximum`
+# of an integer in the OpenAPI document.
+DIGITS_ONLY = BeforeValidator(_digits)
+# The largest id an INT column holds.
+MAX_ROW_ID = 2_147_483_647
 
 HttpUrlString = Annotated[
     str,

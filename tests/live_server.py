@@ -42,6 +42,8 @@ def live_server(
         "DATABASE_URL": database_url,
         "ENVIRONMENT": "test",
         "RATE_LIMIT_ENABLED": "false",
+        "MAX_HELD_SEATS_PER_PHONE": "0",
+        "MAX_HELD_SEATS_PER_ADDRESS": "0",
         "SEED_SAMPLE_MOVIES": "false",
         "LOG_LEVEL": "WARNING",
         "PORT": str(port),

@@ -12,6 +12,7 @@ turns it into the header.
     ├── NotFound                 404 not_found
     ├── Conflict                 409 conflict
     │   ├── SoldOut              409 sold_out (carries seatsAvailable)
+    │   ├── TooManySeatsHeld     409 too_many_seats_held (a phone's or address's bound)
     │   └── IdempotencyKeyInUse  409 idempotency_key_in_use (the first request still runs)
     ├── Unauthorized             401 unauthorized (missing, expired or tampered admin token)
     │   └── StaleCredentials     401 unauthorized (expired, or its admin was deleted)
@@ -126,6 +127,12 @@ class Conflict(AppError):
 
 class SoldOut(Conflict):
     code = "sold_out"
+
+
+class TooManySeatsHeld(Conflict):
+    """The phone number or client address already holds as many unpaid seats as it may."""
+
+    code = "too_many_seats_held"
 
 
 class IdempotencyKeyInUse(Conflict):

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # Ticket purchase rules.
     seat_hold_seconds: int = Field(default=600, ge=60)
     max_tickets_per_order: int = Field(default=10, ge=1, le=1000)
+    # Against seat hoarding: most unpaid (Pending) seats of one showing that one phone number,
+    # and one client address (an IPv6 client: its /64), may hold at once; 0 turns a bound off.
+    max_held_seats_per_phone: int = Field(default=20, ge=0)
+    max_held_seats_per_address: int = Field(default=50, ge=0)
 
     # Admin sign-in: JWTs signed with this key (HS256). Production refuses the default.
     jwt_secret_key: SecretStr = SecretStr(DEVELOPMENT_JWT_KEY)
@@ -167,6 +171,10 @@ class Settings(BaseSettings):
             )
         if self.reconcile_give_up_seconds >= self.seat_hold_seconds:
             raise ValueError("RECONCILE_GIVE_UP_SECONDS must be below SEAT_HOLD_SECONDS")
+        for name in ("max_held_seats_per_phone", "max_held_seats_per_address"):
+            bound = getattr(self, name)
+            if bound and bound < self.max_tickets_per_order:
+                raise ValueError(f"{name.upper()} must be 0 or at least MAX_TICKETS_PER_ORDER")
         if self.environment == "production":
             self.seed_sample_movies = False
             self._refuse_unsafe_production()

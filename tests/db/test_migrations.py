@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from movietickets.db import migrations
@@ -50,3 +51,40 @@ async def test_downgrade_to_base_and_back(settings: Settings, engine: AsyncEngin
     await asyncio.to_thread(migrations.upgrade, settings, "head")
     async with engine.connect() as connection:
         assert await connection.run_sync(tables) == set(Base.metadata.tables)
+
+
+async def test_downgrading_0004_keeps_the_tickets_and_drops_their_addresses(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    def ticket_columns(connection: Connection) -> set[str]:
+        return {column["name"] for column in inspect(connection).get_columns("ticket")}
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO movie (movieId, title, showTime, price, max_tickets, seatsPaid, "
+                "dateCreated, lastUpdated) VALUES (1, 'Kept', :now, 100, 10, 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO ticket (movieId, customerName, phoneNumber, quantity, totalAmount, "
+                "paymentStatus, holdExpiresAt, needsRefund, clientAddress, dateCreated, "
+                "lastUpdated) VALUES (1, 'Jane', '254712345678', 1, 100, 'Pending', :now, 0, "
+                "'203.0.113.7', :now, :now)"
+            ),
+            {"now": now},
+        )
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    try:
+        async with engine.connect() as connection:
+            assert "clientAddress" not in await connection.run_sync(ticket_columns)
+            count = await connection.scalar(text("SELECT COUNT(*) FROM ticket"))
+            assert count == 1
+    finally:
+        await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with engine.connect() as connection:
+        assert "clientAddress" in await connection.run_sync(ticket_columns)
+        assert await connection.scalar(text("SELECT clientAddress FROM ticket")) is None

@@ -107,6 +107,9 @@ class Ticket(Timestamps, Base):
     needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
     # SHA-256 of the secret handed to the buyer; it unlocks the name and phone number.
     access_token_hash: Mapped[str | None] = mapped_column("accessTokenHash", String(64))
+    # Who asked for it (`kit.net.client_key`: the IPv4 address or the IPv6 /64): what one client
+    # may hold at once is bounded per showing (MAX_HELD_SEATS_PER_ADDRESS).
+    client_address: Mapped[str | None] = mapped_column("clientAddress", String(45))
 
     movie: Mapped[Movie] = relationship(lazy="raise")
 

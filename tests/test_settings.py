@@ -50,6 +50,10 @@ def test_rate_limit_defaults() -> None:
     settings = Settings(_env_file=None)
     assert settings.rate_limit_enabled is True
     assert (settings.rate_limit_writes, settings.rate_limit_phone) == ("20/minute", "1/2 minutes")
+    assert (settings.rate_limit_sign_in_username, settings.rate_limit_sign_in_address) == (
+        "10/15 minutes",
+        "20/15 minutes",
+    )
     assert settings.redis_url is None
 
 

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = True
     rate_limit_writes: RateLimit = "20/minute"
     rate_limit_phone: RateLimit = "1/2 minutes"
+    # Admin sign-in attempts that fail, per username and per client address: counted in the
+    # database (exact across workers and instances, with or without Redis).
+    rate_limit_sign_in_username: RateLimit = "10/15 minutes"
+    rate_limit_sign_in_address: RateLimit = "20/15 minutes"
     redis_url: SecretStr | None = None  # may hold a password
     rate_limit_key_prefix: str = Field(default="movietickets", min_length=1)
 

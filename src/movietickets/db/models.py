@@ -174,3 +174,20 @@ class Admin(Timestamps, Base):
     admin_id: Mapped[int] = mapped_column("adminId", Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column("passwordHash", String(255))
+
+
+class SignInCount(Base):
+    """Sign-in attempts of one username or one client address in one window of its limit.
+
+    Kept in the database so that every worker and instance counts the same attempts
+    (`auth.service.SignInLimits`); windows that have passed are deleted.
+    """
+
+    __tablename__ = "signincount"
+
+    # `user:<sha256 of the username>` or `address:<client key>`.
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(
+        "windowStart", UTCDateTime(), primary_key=True, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer)

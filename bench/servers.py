@@ -203,6 +203,7 @@ def service(
         "WORKERS": str(workers),
         "ENVIRONMENT": "test",
         "RATE_LIMIT_ENABLED": "false",  # the load comes from one address
+        "MAX_HELD_SEATS_PER_ADDRESS": "0",  # so do all its unpaid seats
         "LOG_LEVEL": "WARNING",
         "SEED_SAMPLE_MOVIES": "false",
         "SIMULATOR_ENABLED": "false",

@@ -77,6 +77,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "environment": "test",
         "seed_sample_movies": False,
         "rate_limit_enabled": False,  # tests that want limits turn them on
+        # Nor do the bounds on unpaid seats apply (every test client has one address).
+        "max_held_seats_per_phone": 0,
+        "max_held_seats_per_address": 0,
         "log_level": "WARNING",
         "public_base_url": "http://testserver",
         "simulator_callback_delay_seconds": 0.05,

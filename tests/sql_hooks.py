@@ -44,3 +44,19 @@ def statements_fail(
 
     with _before_execute(engine, fail):
         yield
+
+
+@contextmanager
+def before_statement(
+    engine: AsyncEngine, wanted: Callable[[str], bool], action: Callable[[], None]
+) -> Iterator[list[str]]:
+    """Runs `action` just before each statement `wanted` accepts is sent; yields them."""
+    sent: list[str] = []
+
+    def run(*args: Any) -> None:
+        if wanted(args[2]):
+            sent.append(args[2])
+            action()
+
+    with _before_execute(engine, run):
+        yield sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import ip_network
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -56,7 +57,21 @@ def test_rate_limit_defaults() -> None:
     assert settings.rate_limit_enabled is True
     assert (settings.rate_limit_writes, settings.rate_limit_phone) == ("20/minute", "1/2 minutes")
     assert settings.rate_limit_refused_callbacks == "10/minute"
+    assert (settings.rate_limit_sign_in_username, settings.rate_limit_sign_in_address) == (
+        "10/15 minutes",
+        "20/15 minutes",
+    )
     assert settings.redis_url is None
+
+
+def test_seat_hold_bounds_default_and_are_at_least_one_order() -> None:
+    settings = Settings(_env_file=None)
+    assert (settings.max_held_seats_per_phone, settings.max_held_seats_per_address) == (20, 50)
+    assert Settings(_env_file=None, max_held_seats_per_address=0).max_held_seats_per_address == 0
+    for name in ("max_held_seats_per_phone", "max_held_seats_per_address"):
+        below_one_order: dict[str, Any] = {name: 9}
+        with pytest.raises(ValidationError, match=f"{name.upper()} must be 0 or at least"):
+            Settings(_env_file=None, max_tickets_per_order=10, **below_one_order)
 
 
 @pytest.mark.parametrize("rate", ["20/fortnight", "twenty a minute", "1/second;5/minute", ""])

@@ -52,7 +52,7 @@ from movietickets.observability import configure_logging
 from movietickets.payments import endpoints as payments
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.reconciler import Reconciler
-from movietickets.payments.seat_holds import SeatHolds
+from movietickets.payments.seat_holds import HoldBounds, SeatHolds
 from movietickets.settings import Settings
 from movietickets.tickets import endpoints as tickets
 
@@ -120,7 +120,14 @@ def create_app(
             daraja=daraja,
             rate_limits=rate_limits,
             catalogue=CatalogueCache(sessionmaker),
-            seat_holds=SeatHolds(sessionmaker, hold_seconds=settings.seat_hold_seconds),
+            seat_holds=SeatHolds(
+                sessionmaker,
+                hold_seconds=settings.seat_hold_seconds,
+                bounds=HoldBounds(
+                    per_phone=settings.max_held_seats_per_phone,
+                    per_address=settings.max_held_seats_per_address,
+                ),
+            ),
             push_records=PushRecords(
                 sessionmaker, first_query_seconds=settings.reconcile_first_query_seconds
             ),

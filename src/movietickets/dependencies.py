@@ -14,7 +14,13 @@ from fastapi import Depends, Request
 
 from movietickets.catalogue.cache import CatalogueCache
 from movietickets.daraja.client import DarajaClient
-from movietickets.db.engine import AsyncEngine, AsyncSession, Sessionmaker
+from movietickets.db.engine import (
+    AsyncEngine,
+    AsyncSession,
+    Sessionmaker,
+    locked_transaction,
+    read_transaction,
+)
 from movietickets.kit.ratelimit import RateLimits
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.seat_holds import SeatHolds
@@ -46,9 +52,19 @@ async def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request, committed before the response is sent."""
-    async with resources.sessionmaker() as session, session.begin():
+# Requests that never write: their transaction reads beside the writer (see db/engine.py).
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request, resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed before the response is sent.
+
+    On SQLite a write request's transaction takes the write lock at BEGIN, before the admin's
+    row is read, so that its write cannot fail because a purchase or the reconciler committed
+    meanwhile; a read request's does not, so reads run beside the writers.
+    """
+    transaction = read_transaction if request.method in READ_METHODS else locked_transaction
+    async with transaction(resources.sessionmaker) as session:
         yield session
 
 

@@ -12,6 +12,7 @@ turns it into the header.
     ├── NotFound                 404 not_found
     ├── Conflict                 409 conflict
     │   ├── SoldOut              409 sold_out (carries seatsAvailable)
+    │   ├── TooManySeatsHeld     409 too_many_seats_held (a phone's or address's bound)
     │   └── IdempotencyKeyInUse  409 idempotency_key_in_use (the first request still runs)
     ├── Unauthorized             401 unauthorized (missing, expired or tampered admin token)
     │   └── StaleCredentials     401 unauthorized (expired, or its admin was deleted)
@@ -51,8 +52,8 @@ class ErrorCode(StrEnum):
     400 `malformed_json` (the body is not JSON), `malformed_callback` (not a Daraja callback),
     `bad_request`; 401 `unauthorized`; 403 `forbidden`; 404 `not_found`; 405
     `method_not_allowed`; 409 `conflict`, `sold_out` (with `seatsAvailable`),
-    `idempotency_key_in_use` (with `Retry-After`); 413 `payload_too_large`; 415
-    `unsupported_media_type`; 422 `validation_error` (with `details`), `idempotency_key_reused`;
+    `idempotency_key_in_use` (with `Retry-After`), `too_many_seats_held`; 413
+    `payload_too_large`; 415 `unsupported_media_type`; 422 `validation_error` (with `details`), `idempotency_key_reused`;
     429 `rate_limited` (with `Retry-After`); 500 `internal_error`; 502 `payment_provider_error`;
     503 `payment_provider_busy`, `database_down` (both with `Retry-After`),
     `service_unavailable`; 504 `payment_outcome_unknown`; any other status `http_error`.
@@ -69,6 +70,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     SOLD_OUT = "sold_out"
+    TOO_MANY_SEATS_HELD = "too_many_seats_held"
     IDEMPOTENCY_KEY_IN_USE = "idempotency_key_in_use"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -164,6 +166,12 @@ class Conflict(AppError):
 
 class SoldOut(Conflict):
     code = "sold_out"
+
+
+class TooManySeatsHeld(Conflict):
+    """The phone number or client address already holds as many unpaid seats as it may."""
+
+    code = "too_many_seats_held"
 
 
 class IdempotencyKeyInUse(Conflict):
@@ -482,6 +490,13 @@ MAKE_PAYMENT_EXAMPLES: ErrorExamples = {
                 error="A request with this Idempotency-Key is still being processed",
                 code=ErrorCode.IDEMPOTENCY_KEY_IN_USE,
             ),
+        ),
+        (
+            "This phone number holds too many unpaid seats",
+            TooManySeatsHeld(
+                "This phone number already holds 20 unpaid seats for movie 1, and may hold at "
+                "most 20 at once; pay for them first, or wait until they are released"
+            ).body(),
         ),
     ],
     422: [

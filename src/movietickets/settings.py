@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Ticket purchase rules.
     seat_hold_seconds: int = Field(default=600, ge=60)
     max_tickets_per_order: int = Field(default=10, ge=1, le=1000)
+    # Against seat hoarding: most unpaid (Pending) seats of one showing that one phone number,
+    # and one client address (an IPv6 client: its /64), may hold at once; 0 turns a bound off.
+    max_held_seats_per_phone: int = Field(default=20, ge=0)
+    max_held_seats_per_address: int = Field(default=50, ge=0)
 
     # Admin sign-in: JWTs signed with this key (HS256). Required in production and with real
     # Daraja credentials; elsewhere, unset means a random key generated once per database.
@@ -164,6 +168,10 @@ class Settings(BaseSettings):
     # each is stored (its first bytes) and logged, so a flood must not fill the database.
     # Callbacks with the right secret are never limited.
     rate_limit_refused_callbacks: RateLimit = "10/minute"
+    # Admin sign-in attempts that fail, per username and per client address: counted in the
+    # database (exact across workers and instances, with or without Redis).
+    rate_limit_sign_in_username: RateLimit = "10/15 minutes"
+    rate_limit_sign_in_address: RateLimit = "20/15 minutes"
     redis_url: SecretStr | None = None  # may hold a password
     rate_limit_key_prefix: str = Field(default="movietickets", min_length=1)
 
@@ -199,6 +207,10 @@ class Settings(BaseSettings):
             raise ValueError("RECONCILE_GIVE_UP_SECONDS must be below SEAT_HOLD_SECONDS")
         if (self.first_admin_username is None) != (self.first_admin_password is None):
             raise ValueError("set FIRST_ADMIN_USERNAME and FIRST_ADMIN_PASSWORD together")
+        for name in ("max_held_seats_per_phone", "max_held_seats_per_address"):
+            bound = getattr(self, name)
+            if bound and bound < self.max_tickets_per_order:
+                raise ValueError(f"{name.upper()} must be 0 or at least MAX_TICKETS_PER_ORDER")
         if self.environment == "production":
             self.seed_sample_movies = False
         return self

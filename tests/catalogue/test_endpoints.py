@@ -164,11 +164,37 @@ async def test_huge_streamed_body_is_refused(client: httpx.AsyncClient) -> None:
     assert response.status_code == 413
 
 
-@pytest.mark.parametrize("movie_id", ["abc", "-1", "0", "1.5", "99999999999"])
+# What int() reads as the id; an id is written in plain digits.
+NOT_PLAIN_DIGITS = ["+{id}", "%20{id}", "{id}%20", "%2B{id}", "0_{id}", "{id}_0"]
+OTHER_NOT_DIGITS = ["\u0661", "%D9%A1", "0x1", "1e0"]  # Arabic-Indic one, hex, exponent
+
+
+@pytest.mark.parametrize(
+    "movie_id",
+    ["abc", "-1", "0", "1.5", "99999999999", "1_000", *OTHER_NOT_DIGITS]
+    + [form.format(id=1) for form in NOT_PLAIN_DIGITS],
+)
 async def test_bad_ids_are_4xx(client: httpx.AsyncClient, movie_id: str) -> None:
     response = await client.get(f"/api/movies/{movie_id}")
     assert response.status_code == 422
     assert response.json()["details"][0]["field"] == "path.id"
+
+
+@pytest.mark.parametrize("form", NOT_PLAIN_DIGITS)
+async def test_ids_that_are_not_plain_digits_change_nothing(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], form: str
+) -> None:
+    movie = (await client.post("/api/movies", json=MATRIX_4)).json()["movie"]
+    path = f"/api/movies/{form.format(id=movie['movieId'])}"
+    assert (await client.patch(path, json={"price": 1})).status_code == 422
+    assert (await client.delete(path)).status_code == 422
+    assert (await client.get(f"/api/movies/{movie['movieId']}")).json() == {"movie": movie}
+    assert await count_movies(sessionmaker) == 1
+
+
+async def test_ids_in_plain_digits_are_read(client: httpx.AsyncClient) -> None:
+    movie = (await client.post("/api/movies", json=MATRIX_4)).json()["movie"]
+    assert (await client.get(f"/api/movies/00{movie['movieId']}")).json() == {"movie": movie}
 
 
 async def test_unknown_movie_is_404(client: httpx.AsyncClient) -> None:

@@ -128,3 +128,42 @@ async def test_0002_stops_before_any_change_on_a_receipt_on_two_tickets(
             await connection.scalars(text("SELECT mpesaReceiptNumber FROM ticket ORDER BY 1"))
         ).all()
     assert sorted(receipts, key=str) == sorted(["RCPT1", "rcpt1", None, None, None], key=str)
+
+
+async def test_downgrading_0004_keeps_the_tickets_and_drops_what_it_added(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    def ticket_columns(connection: Connection) -> set[str]:
+        return {column["name"] for column in inspect(connection).get_columns("ticket")}
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO movie (movieId, title, showTime, price, max_tickets, seatsPaid, "
+                "dateCreated, lastUpdated) VALUES (1, 'Kept', :now, 100, 10, 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO ticket (movieId, customerName, phoneNumber, quantity, totalAmount, "
+                "paymentStatus, holdExpiresAt, needsRefund, clientAddress, dateCreated, "
+                "lastUpdated) VALUES (1, 'Jane', '254712345678', 1, 100, 'Pending', :now, 0, "
+                "'203.0.113.7', :now, :now)"
+            ),
+            {"now": now},
+        )
+    await asyncio.to_thread(migrations.downgrade, settings, "0001")
+    try:
+        async with engine.connect() as connection:
+            assert "clientAddress" not in await connection.run_sync(ticket_columns)
+            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+            assert "signincount" not in tables
+            count = await connection.scalar(text("SELECT COUNT(*) FROM ticket"))
+            assert count == 1
+    finally:
+        await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with engine.connect() as connection:
+        assert "clientAddress" in await connection.run_sync(ticket_columns)
+        assert await connection.scalar(text("SELECT clientAddress FROM ticket")) is None

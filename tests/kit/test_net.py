@@ -8,7 +8,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from movietickets.kit.net import IPNetwork, client_address, parse_address
+from movietickets.kit.net import IPNetwork, client_address, client_key, parse_address
 from movietickets.middleware.client_address import ClientAddressMiddleware
 
 PROXIES: list[IPNetwork] = [ip_network("10.0.0.0/8"), ip_network("2001:db8:ffff::/48")]
@@ -134,3 +134,20 @@ async def test_middleware_ignores_headers_from_anyone_else() -> None:
 async def test_middleware_ignores_unknown_schemes(proto: str) -> None:
     headers = {"X-Forwarded-Proto": proto}
     assert await _seen(("10.0.0.2", 5000), headers) == (("10.0.0.2", 5000), "http")
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+        ("x" * 60, "x" * 45),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64(host: str | None, key: str | None) -> None:
+    assert client_key(host) == key

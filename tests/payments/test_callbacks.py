@@ -75,6 +75,23 @@ async def test_success_marks_paid_with_receipt_and_kenyan_time(
     assert json.loads(entry.body) == callback_body(checkout_id, amount=1000.00)
 
 
+@pytest.mark.parametrize("transaction_date", ["00010101000000", 99991231235959, 19991231235959])
+async def test_a_transaction_date_out_of_range_is_dropped_not_the_payment(
+    client: httpx.AsyncClient, transaction_date: int | str
+) -> None:
+    ticket_id, checkout_id = await pending_purchase(client)
+    body = callback_body(checkout_id)
+    items = body["Body"]["stkCallback"]["CallbackMetadata"]["Item"]
+    for item in items:
+        if item["Name"] == "TransactionDate":
+            item["Value"] = transaction_date
+    response = await post_callback(client, body)
+    assert response.status_code == 200, response.text
+    paid = await ticket(client, ticket_id)
+    assert paid["paymentStatus"] == "Paid"
+    assert paid["transactionDate"] is None
+
+
 @pytest.mark.parametrize("result_code", [0, "0"])
 async def test_result_code_as_number_or_string(
     client: httpx.AsyncClient, result_code: int | str

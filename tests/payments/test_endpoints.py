@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from ipaddress import ip_network
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from movietickets.db.models import Ticket
+from movietickets.settings import Settings
 from tests.helpers import buy, create_movie, ticket, wait_for_status
 
 PAST = "2020-01-01T18:00:00.000Z"
@@ -224,3 +229,86 @@ async def test_every_phone_form_is_normalised(client: httpx.AsyncClient, phone: 
 async def test_unknown_ticket_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/tickets/99999")).status_code == 404
     assert (await client.get("/api/tickets/abc")).status_code == 422
+
+
+class TestSeatHoarding:
+    """One client address, or one phone number, holds only so many unpaid seats of a showing."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings) -> Settings:
+        return settings.model_copy(
+            update={
+                "max_held_seats_per_phone": 10,
+                "max_held_seats_per_address": 12,
+                "trusted_proxies": [ip_network("10.0.0.0/8")],
+            }
+        )
+
+    @staticmethod
+    def client_at(app: FastAPI, address: str, **headers: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 40123))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+    async def test_made_up_numbers_from_one_address_cannot_hold_a_showing(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        sessionmaker: async_sessionmaker[AsyncSession],
+    ) -> None:
+        premiere = await create_movie(client, max_tickets=100)
+        # 9003: the prompt is accepted and no callback comes, so every hold stays unpaid.
+        async with self.client_at(app, "203.0.113.7") as hoarder:
+            responses = await asyncio.gather(
+                *(buy(hoarder, premiere["movieId"], phone=f"07{n:04d}9003") for n in range(40))
+            )
+        statuses = Counter(response.status_code for response in responses)
+        assert statuses == Counter({200: 12, 409: 28})
+        refused = next(response.json() for response in responses if response.status_code == 409)
+        assert refused["code"] == "too_many_seats_held"
+        assert "may hold at most 12 at once" in refused["error"]
+        async with sessionmaker() as session:
+            addresses = (await session.scalars(select(Ticket.client_address))).all()
+        assert addresses == ["203.0.113.7"] * 12
+        # Anyone else still buys.
+        async with self.client_at(app, "198.51.100.1") as buyer:
+            assert (await buy(buyer, premiere["movieId"], phone="0712349003")).status_code == 200
+
+    async def test_one_phone_number_from_many_addresses_cannot_either(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        premiere = await create_movie(client, max_tickets=100)
+
+        async def from_somewhere(n: int) -> httpx.Response:
+            async with self.client_at(app, f"198.51.100.{n}") as somewhere:
+                return await buy(somewhere, premiere["movieId"], phone="0712349003", quantity=2)
+
+        responses = await asyncio.gather(*(from_somewhere(n) for n in range(30)))
+        statuses = Counter(response.status_code for response in responses)
+        assert statuses == Counter({200: 5, 409: 25})
+        assert "This phone number already holds" in responses_409(responses)[0]["error"]
+
+    async def test_an_ipv6_client_is_its_64_and_behind_a_proxy_the_forwarded_client(
+        self, app: FastAPI, client: httpx.AsyncClient
+    ) -> None:
+        premiere = await create_movie(client, max_tickets=100)
+
+        async def buy_from(address: str, n: int, **headers: str) -> int:
+            async with self.client_at(app, address, **headers) as someone:
+                response = await buy(
+                    someone, premiere["movieId"], phone=f"07{n:04d}9003", quantity=6
+                )
+                return response.status_code
+
+        # Two addresses of one /64 are one client; another /64 is another.
+        assert await buy_from("2001:db8:1:2::a", 1) == 200
+        assert await buy_from("2001:db8:1:2:ffff::b", 2) == 200
+        assert await buy_from("2001:db8:1:2::c", 3) == 409
+        assert await buy_from("2001:db8:1:3::a", 4) == 200
+        # Through our proxy (10.0.0.0/8): each forwarded client counts, not the proxy.
+        for n in range(5):
+            forwarded = {"X-Forwarded-For": f"192.0.2.{n}"}
+            assert await buy_from("10.0.0.5", 10 + n, **forwarded) == 200
+
+
+def responses_409(responses: list[httpx.Response]) -> list[dict[str, Any]]:
+    return [response.json() for response in responses if response.status_code == 409]

@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.db.models import Movie, PaymentStatus, Ticket
-from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut
+from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut, TooManySeatsHeld
 from movietickets.payments.schemas import PaymentRequest
-from movietickets.payments.seat_holds import HeldTicket, Order, SeatHolds
+from movietickets.payments.seat_holds import HeldTicket, HoldBounds, Order, SeatHolds
+from movietickets.settings import Settings
 from tests.sql_hooks import statements_fail, statements_sent
 
 pytestmark = pytest.mark.fake_daraja
@@ -210,3 +212,107 @@ async def test_an_order_the_database_refuses_fails_alone(
         "SoldOut",
     ]
     assert await held_in_database(sessionmaker, movie_id) == 4
+
+
+def hoarder_order(movie_id: int, n: int, *, phone: str | None = None, host: str) -> Order:
+    return PaymentRequest(
+        movieId=movie_id,
+        customerName=f"Hoarder {n}",
+        phoneNumber=phone or f"07{n % 10_000:04d}9003",
+        quantity=1 + n % 2,
+    ).to_order(host)
+
+
+@pytest.fixture
+async def two_instances(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[SeatHolds, SeatHolds]]:
+    """SeatHolds of two instances (engines of their own), each bounding holds."""
+    bounds = HoldBounds(per_phone=6, per_address=9)
+    other_engine = create_engine(settings)
+    first = SeatHolds(sessionmaker, hold_seconds=600, bounds=bounds)
+    second = SeatHolds(create_sessionmaker(other_engine), hold_seconds=600, bounds=bounds)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+    await other_engine.dispose()
+
+
+async def held_by(
+    sessionmaker: async_sessionmaker[AsyncSession], movie_id: int, **where: str
+) -> int:
+    conditions = [getattr(Ticket, column) == value for column, value in where.items()]
+    async with sessionmaker() as session:
+        held = await session.scalar(
+            select(func.coalesce(func.sum(Ticket.quantity), 0)).where(
+                Ticket.movie_id == movie_id,
+                Ticket.payment_status == PaymentStatus.PENDING,
+                *conditions,
+            )
+        )
+    return int(held or 0)
+
+
+@pytest.mark.parametrize(
+    ("one", "bound"),
+    [("phone", 6), ("address", 9)],
+)
+async def test_parallel_orders_of_one_phone_or_address_never_hold_more_than_the_bound(
+    two_instances: tuple[SeatHolds, SeatHolds],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    one: str,
+    bound: int,
+) -> None:
+    """80 orders at once, through two instances, in batches and across them: the phone (from
+    many addresses) or the address (with made-up phone numbers) ends up holding exactly its
+    bound, and every other order is refused."""
+    movie_id = await add_movie(sessionmaker, seats=500)
+    orders = [
+        hoarder_order(movie_id, n, phone="0712349003", host=f"198.51.100.{n}")
+        if one == "phone"
+        else hoarder_order(movie_id, n, host="203.0.113.7")
+        for n in range(80)
+    ]
+    outcomes = await asyncio.gather(
+        *(attempt(two_instances[n % 2], order) for n, order in enumerate(orders))
+    )
+    refused = [outcome for outcome in outcomes if isinstance(outcome, TooManySeatsHeld)]
+    held = [outcome for outcome in outcomes if isinstance(outcome, HeldTicket)]
+    assert len(held) + len(refused) == len(orders)
+    where = (
+        {"phone_number": "254712349003"} if one == "phone" else {"client_address": "203.0.113.7"}
+    )
+    in_database = await held_by(sessionmaker, movie_id, **where)
+    # Orders of 1 and 2 seats: the bound is reached, or missed by one seat a 2 could not take.
+    assert bound - 1 <= in_database <= bound
+    accepted = [o for o, outcome in zip(orders, outcomes, strict=True) if outcome in held]
+    assert sum(order.quantity for order in accepted) == in_database
+    assert refused[0].code == "too_many_seats_held"
+    noun = "phone number" if one == "phone" else "network address"
+    assert f"and may hold at most {bound} at once" in refused[0].message
+    assert noun in refused[0].message
+
+
+async def test_the_bounds_are_per_showing_and_only_count_live_holds(
+    two_instances: tuple[SeatHolds, SeatHolds], sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    first, _ = two_instances
+    movie_id = await add_movie(sessionmaker, seats=100)
+    other_movie = await add_movie(sessionmaker, seats=100)
+
+    async def hold(movie: int, n: int) -> HeldTicket | Exception:
+        return await attempt(first, hoarder_order(movie, n, phone="0712349003", host="x"))
+
+    # 1 + 2 + 1 + 2 seats: the phone's bound of 6 is reached.
+    assert all([isinstance(await hold(movie_id, n), HeldTicket) for n in range(4)])
+    assert isinstance(await hold(movie_id, 0), TooManySeatsHeld)
+    # Another showing: a bound of its own.
+    assert isinstance(await hold(other_movie, 0), HeldTicket)
+    # A hold that is paid, failed or expired no longer counts.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Ticket)
+            .where(Ticket.movie_id == movie_id)
+            .values(payment_status=PaymentStatus.FAILED)
+        )
+    assert isinstance(await hold(movie_id, 1), HeldTicket)

@@ -12,16 +12,20 @@ from movietickets.auth.dependencies import AdminDep
 from movietickets.db.models import PaymentStatus
 from movietickets.errors import REPORT_EXAMPLES, InvalidInput, error_responses
 from movietickets.kit.phone import InvalidPhoneNumber, normalize_msisdn
-from movietickets.kit.types import UtcDateTime
+from movietickets.kit.types import DIGITS_ONLY, MAX_ROW_ID, UtcDateTime
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
 Since = Annotated[
     UtcDateTime | None,
-    Query(alias="from", description="Tickets created at or after this time (ISO 8601)."),
+    Query(
+        alias="from",
+        description="Tickets created at or after this time (ISO 8601, years 2000 to 2100).",
+    ),
 ]
 Until = Annotated[
-    UtcDateTime | None, Query(alias="to", description="Tickets created before this time.")
+    UtcDateTime | None,
+    Query(alias="to", description="Tickets created before this time (years 2000 to 2100)."),
 ]
 
 
@@ -46,7 +50,9 @@ async def sales(
 async def tickets(
     reports: ReportServiceDep,
     _: AdminDep,
-    movie_id: Annotated[int | None, Query(alias="movieId", ge=1, le=2_147_483_647)] = None,
+    movie_id: Annotated[
+        int | None, Query(alias="movieId", ge=1, le=MAX_ROW_ID), DIGITS_ONLY
+    ] = None,
     status: Annotated[PaymentStatus | None, Query()] = None,
     phone: Annotated[str | None, Query(max_length=32, description="Any usual form.")] = None,
     since: Since = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
 
-from movietickets.auth.service import AuthService
+from movietickets.auth.service import AuthService, SignInLimits, SignInService
 from movietickets.db.models import Admin
 from movietickets.dependencies import ResourcesDep, SessionDep
 from movietickets.errors import StaleCredentials, Unauthorized
@@ -21,6 +21,16 @@ async def get_auth_service(session: SessionDep, resources: ResourcesDep) -> Auth
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+# Not on the request's transaction: sign-in runs short ones of its own around the password
+# check, so that no transaction (on SQLite: the write lock) is held while argon2 works.
+async def get_sign_in_service(resources: ResourcesDep) -> SignInService:
+    limits = SignInLimits.from_settings(resources.sessionmaker, resources.settings)
+    return SignInService(resources.sessionmaker, resources.settings, limits)
+
+
+SignInServiceDep = Annotated[SignInService, Depends(get_sign_in_service)]
 
 
 async def optional_admin(

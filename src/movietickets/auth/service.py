@@ -1,24 +1,50 @@
-"""Admin accounts: argon2 password hashes and short-lived signed JWTs (HS256)."""
+"""Admin accounts: argon2 password hashes, short-lived signed JWTs (HS256), and sign-in
+attempts limited per username and per client address.
+
+Sign-in limits. An attempt is counted before its password is checked, in the database, per
+username (`RATE_LIMIT_SIGN_IN_USERNAME`) and per client address (`RATE_LIMIT_SIGN_IN_ADDRESS`,
+an IPv6 client counting as its /64), in fixed windows; a successful sign-in takes its attempt
+back, so what counts is failures. Over either limit the answer is 429 with Retry-After before
+any password is checked, so even the right password is refused until the window passes, and
+the answer is the same whether or not the username exists (unknown usernames are counted
+too). The counts are shared by every worker and instance, with or without Redis: an upsert
+per key locks its row, so parallel guesses are counted one after the other. Sign-ins are
+rare, so the few statements this costs do not matter.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
+from limits import parse
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pydantic import SecretStr
 
-from movietickets.auth.repository import AdminRepository, ServiceSecretRepository
-from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
+from movietickets.auth.repository import (
+    AdminRepository,
+    ServiceSecretRepository,
+    SignInCountRepository,
+)
+from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction, read_transaction
 from movietickets.db.models import Admin
-from movietickets.errors import Conflict, InvalidInput, StaleCredentials, Unauthorized
+from movietickets.errors import (
+    Conflict,
+    InvalidInput,
+    RateLimited,
+    StaleCredentials,
+    Unauthorized,
+)
 from movietickets.kit.clock import utcnow
+from movietickets.kit.net import client_key
 from movietickets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,13 +125,6 @@ class AuthService:
         self.admins = AdminRepository(session)
         self.settings = settings
 
-    async def sign_in(self, username: str, password: str) -> IssuedToken:
-        admin = await self.admins.by_username(username)
-        valid = password_hasher.verify(password, admin.password_hash if admin else _dummy_hash())
-        if admin is None or not valid:
-            raise Unauthorized("Wrong username or password")
-        return issue_token(admin.username, self.settings)
-
     async def authenticate(self, token: str) -> Admin:
         admin = await self.admins.by_username(token_subject(token, self.settings))
         if admin is None:
@@ -127,3 +146,125 @@ class AuthService:
 
     async def has_admins(self) -> bool:
         return await self.admins.count() > 0
+
+
+# Windows are counted from here, so that every instance cuts them at the same moments.
+_WINDOWS_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    scope: str
+    attempts: int
+    window: timedelta
+
+    def window_start(self, now: datetime) -> datetime:
+        return _WINDOWS_EPOCH + ((now - _WINDOWS_EPOCH) // self.window) * self.window
+
+
+@dataclass(frozen=True, slots=True)
+class SignInAttempt:
+    """An attempt counted: the (key, window start) of each of its counts."""
+
+    windows: tuple[tuple[str, datetime], ...] = ()
+
+
+def _limit(scope: str, rate: str) -> _Limit:
+    item = parse(rate)
+    return _Limit(scope, item.amount, timedelta(seconds=item.get_expiry()))
+
+
+class SignInLimits:
+    """RATE_LIMIT_SIGN_IN_USERNAME and RATE_LIMIT_SIGN_IN_ADDRESS, counted in the database."""
+
+    def __init__(self, sessionmaker: Sessionmaker, *, per_username: str, per_address: str) -> None:
+        self.sessionmaker = sessionmaker
+        self.username = _limit("user", per_username)
+        self.address = _limit("address", per_address)
+
+    @classmethod
+    def from_settings(cls, sessionmaker: Sessionmaker, settings: Settings) -> SignInLimits | None:
+        """None when RATE_LIMIT_ENABLED is false."""
+        if not settings.rate_limit_enabled:
+            return None
+        return cls(
+            sessionmaker,
+            per_username=settings.rate_limit_sign_in_username,
+            per_address=settings.rate_limit_sign_in_address,
+        )
+
+    async def count(self, username: str, client_host: str | None) -> SignInAttempt:
+        """Counts an attempt; raises RateLimited (nothing counted) when it is over a limit."""
+        now = utcnow()
+        # The username as the database compares it (MySQL ignores case), hashed: any length.
+        user = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
+        client = client_key(client_host)
+        limited = [(self.username, f"user:{user}")]
+        if client is not None:
+            limited.append((self.address, f"address:{client}"))
+        limited.sort(key=lambda pair: pair[1])  # one lock order for every attempt
+        windows = tuple((key, limit.window_start(now)) for limit, key in limited)
+        async with locked_transaction(self.sessionmaker) as session:
+            counts = SignInCountRepository(session)
+            attempts = await counts.hit(windows)
+            over = [
+                (limit, start)
+                for (limit, _), (_, start), made in zip(limited, windows, attempts, strict=True)
+                if made > limit.attempts
+            ]
+            if over:
+                await counts.unhit(windows)
+        if over:
+            retry_after = max(
+                math.ceil((start + limit.window - now).total_seconds()) for limit, start in over
+            )
+            logger.warning(
+                "sign-in refused: too many attempts for %s (from %s)",
+                " and ".join(limit.scope for limit, _ in over),
+                client,
+            )
+            raise RateLimited(
+                f"Too many sign-in attempts; try again in {max(retry_after, 1)} s",
+                retry_after=max(retry_after, 1),
+            )
+        async with locked_transaction(self.sessionmaker) as session:
+            longest = max(self.username.window, self.address.window)
+            await SignInCountRepository(session).purge_before(now - longest)
+        return SignInAttempt(windows)
+
+    async def forget(self, attempt: SignInAttempt) -> None:
+        """Takes back the attempt of a successful sign-in: only failures count."""
+        async with locked_transaction(self.sessionmaker) as session:
+            await SignInCountRepository(session).unhit(attempt.windows)
+
+
+class SignInService:
+    """Signs admins in; with `limits`, at most so many failed attempts per window.
+
+    Runs transactions of its own, each short, so that none is held while the password is
+    checked (argon2, some tens of milliseconds by design).
+    """
+
+    def __init__(
+        self, sessionmaker: Sessionmaker, settings: Settings, limits: SignInLimits | None
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+        self.limits = limits
+
+    async def sign_in(self, username: str, password: str, client_host: str | None) -> IssuedToken:
+        """A token for the admin; raises RateLimited (429, before the password is checked)
+        or Unauthorized (401, the same for an unknown username and a wrong password)."""
+        attempt = (
+            await self.limits.count(username, client_host)
+            if self.limits is not None
+            else SignInAttempt()
+        )
+        async with read_transaction(self.sessionmaker) as session:
+            admin = await AdminRepository(session).by_username(username)
+        valid = password_hasher.verify(password, admin.password_hash if admin else _dummy_hash())
+        if admin is None or not valid:
+            raise Unauthorized("Wrong username or password")
+        if self.limits is not None:
+            await self.limits.forget(attempt)
+        return issue_token(admin.username, self.settings)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 from movietickets.catalogue.repository import CatalogueRow, MovieRepository
 from movietickets.catalogue.schemas import MoviePublic
-from movietickets.db.engine import Sessionmaker
+from movietickets.db.engine import Sessionmaker, read_transaction
 from movietickets.errors import NotFound
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class CatalogueCache:
         return task
 
     async def _load(self, started: float, writes: int) -> _Snapshot:
-        async with self._sessionmaker() as session:
+        async with read_transaction(self._sessionmaker) as session:
             rows = await MovieRepository(session).catalogue_rows()
         previous = self._snapshot
         if previous is not None and previous.rows == rows:
@@ -164,7 +164,7 @@ class CatalogueCache:
         return snapshot
 
     async def _load_one(self, movie_id: int) -> bytes:
-        async with self._sessionmaker() as session:
+        async with read_transaction(self._sessionmaker) as session:
             movie = await MovieRepository(session).get(movie_id)
         if movie is None:
             raise NotFound(f"Movie {movie_id} not found")

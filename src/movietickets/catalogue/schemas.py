@@ -9,10 +9,18 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from movietickets.db.models import Movie
-from movietickets.kit.types import HttpUrlString, Shillings, StrictInt, UtcDateTime
+from movietickets.kit.types import (
+    DIGITS_ONLY,
+    MAX_ROW_ID,
+    HttpUrlString,
+    Shillings,
+    StrictInt,
+    UtcDateTime,
+)
 
-# Non-numeric, zero, negative and out-of-range ids are refused with 422 before any query runs.
-MovieId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The movie's id.")]
+# Anything but plain digits (`+1`, `%201`, `1_000`), zero and out-of-range ids are refused with
+# 422 before any query runs.
+MovieId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The movie's id."), DIGITS_ONLY]
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Description = Annotated[str, StringConstraints(max_length=5000)]
@@ -52,7 +60,8 @@ class MovieCreate(BaseModel):
     title: Title
     description: Description | None = None
     showTime: UtcDateTime = Field(
-        description="ISO 8601; a time without an offset is Africa/Nairobi time."
+        description="ISO 8601, in the years 2000 to 2100 (UTC); a time without an offset is "
+        "Africa/Nairobi time."
     )
     price: Shillings = Field(description="Whole shillings per ticket, 1 to 250000.")
     max_tickets: Annotated[StrictInt, Field(ge=1, le=100_000)] = 100

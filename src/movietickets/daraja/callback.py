@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from movietickets.daraja.wire import NAIROBI, result_code
+from movietickets.kit.types import FIRST_YEAR, LAST_YEAR
 
 SUCCESS = "0"
 
@@ -145,9 +146,15 @@ def _amount(value: Any) -> Decimal | None:
 
 
 def _transaction_date(value: Any) -> datetime | None:
-    """`20191219102115` (a number, Kenyan time) as an aware datetime."""
+    """`20191219102115` (a number, Kenyan time) as an aware datetime; None if unreadable.
+
+    Only in the years every time of the service lies in: year 1 would overflow on its way to
+    UTC, and the payment matters more than its date.
+    """
     try:
         local = datetime.strptime(str(value), "%Y%m%d%H%M%S")  # noqa: DTZ007 (zone set below)
     except (TypeError, ValueError):
+        return None
+    if not FIRST_YEAR <= local.year <= LAST_YEAR:
         return None
     return local.replace(tzinfo=NAIROBI)

@@ -32,6 +32,7 @@ __all__ = [
     "create_sessionmaker",
     "locked_transaction",
     "ping",
+    "read_transaction",
 ]
 
 Sessionmaker = async_sessionmaker[AsyncSession]
@@ -44,9 +45,14 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     InterfaceError,
 )
 
-# Execution option asking SQLite for `BEGIN IMMEDIATE`: the write lock is taken at the start
-# of the transaction, which is SQLite's equivalent of locking the movie row.
-SQLITE_IMMEDIATE = "sqlite_begin_immediate"
+# On SQLite every transaction begins IMMEDIATE (the database's write lock is taken at BEGIN,
+# SQLite's equivalent of locking the movie row) unless it carries this execution option, which
+# only `read_transaction` and `ping` set. A deferred transaction that reads and then writes
+# fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT, which busy_timeout does not
+# wait out) when another connection committed in between; IMMEDIATE waits its turn instead.
+# So a transaction that may write needs nothing, and only code that never writes opts out,
+# which lets WAL run its reads beside the writer.
+SQLITE_DEFERRED = "sqlite_begin_deferred"
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -94,8 +100,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        deferred = conn.get_execution_options().get(SQLITE_DEFERRED, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> Sessionmaker:
@@ -107,10 +113,23 @@ async def locked_transaction(sessionmaker: Sessionmaker) -> AsyncIterator[AsyncS
     """A short write transaction whose locks are taken as it goes, committed on exit.
 
     On MySQL/MariaDB rows are locked with SELECT ... FOR UPDATE by the repositories; on SQLite
-    the transaction starts with BEGIN IMMEDIATE, which takes the database's write lock at once.
+    the transaction starts with BEGIN IMMEDIATE, which takes the database's write lock at once
+    (as every transaction but a `read_transaction` does).
     """
     async with sessionmaker() as session, session.begin():
-        await session.connection(execution_options={SQLITE_IMMEDIATE: True})
+        await session.connection()
+        yield session
+
+
+@asynccontextmanager
+async def read_transaction(sessionmaker: Sessionmaker) -> AsyncIterator[AsyncSession]:
+    """A transaction that only reads: on SQLite it begins deferred, beside the writer.
+
+    Nothing in it may write: on SQLite a write would fail whenever another connection has
+    committed since its first read.
+    """
+    async with sessionmaker() as session, session.begin():
+        await session.connection(execution_options={SQLITE_DEFERRED: True})
         yield session
 
 
@@ -126,4 +145,5 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
 async def ping(engine: AsyncEngine) -> None:
     """Raises unless the database answers a trivial query."""
     async with engine.connect() as connection:
+        await connection.execution_options(**{SQLITE_DEFERRED: True})
         await connection.execute(text("SELECT 1"))

@@ -135,6 +135,9 @@ class Ticket(Timestamps, Base):
     needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
     # SHA-256 of the secret handed to the buyer; it unlocks the name and phone number.
     access_token_hash: Mapped[str | None] = mapped_column("accessTokenHash", String(64))
+    # Who asked for it (`kit.net.client_key`: the IPv4 address or the IPv6 /64): what one client
+    # may hold at once is bounded per showing (MAX_HELD_SEATS_PER_ADDRESS).
+    client_address: Mapped[str | None] = mapped_column("clientAddress", String(45))
 
     movie: Mapped[Movie] = relationship(lazy="raise")
 
@@ -227,3 +230,21 @@ class ServiceSecret(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime(), default=utcnow)
+
+
+class SignInCount(Base):
+    """Sign-in attempts of one username or one client address in one window of its limit.
+
+    Kept in the database so that every worker and instance counts the same attempts
+    (`auth.service.SignInLimits`); windows that have passed are deleted.
+    """
+
+    __tablename__ = "signincount"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    # `user:<sha256 of the username>` or `address:<client key>`.
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(
+        "windowStart", UTCDateTime(), primary_key=True, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer)

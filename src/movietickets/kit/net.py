@@ -19,6 +19,12 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
+# An IPv6 subscriber is given a whole /64 (and privacy extensions pick a new address in it
+# every so often), so the limits per client count a /64 as one client.
+IPV6_CLIENT_PREFIX = 64
+# Room for any address or network written as text (an IPv6 address with its IPv4 tail).
+ADDRESS_LENGTH = 45
+
 
 def parse_address(value: str) -> IPAddress | None:
     """`1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:5678`; None if unreadable.
@@ -65,3 +71,16 @@ def client_address(
             break
     # Every hop trusted: the leftmost is as close to the client as anyone can tell.
     return str(client)
+
+
+def client_key(host: str | None) -> str | None:
+    """Who a limit per client address counts: the IPv4 address, or the IPv6 address's /64
+    (`2001:db8:1:2::/64`); a peer that is not an IP address as it is; None if unknown."""
+    if not host:
+        return None
+    address = parse_address(host)
+    if address is None:
+        return host[:ADDRESS_LENGTH]
+    if isinstance(address, IPv6Address):
+        return str(IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+    return str(address)

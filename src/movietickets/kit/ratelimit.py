@@ -13,9 +13,11 @@
                fill the database. Callbacks with the right secret never count. A fixed window.
 
 Counts are kept in the process, or in Redis when REDIS_URL is set so that every instance
-shares them. The limits fail open: while Redis cannot be reached every request goes through
-(a payment refused for want of a counter is worse than a limit not applied), a warning is
-logged, and Redis is left alone for a few seconds instead of being waited for on every request.
+shares them (several workers without Redis each count alone: a warning says so at start;
+admin sign-in attempts are counted in the database instead, see `auth.service`). The
+limits fail open: while Redis cannot be reached every request goes through (a payment refused
+for want of a counter is worse than a limit not applied), a warning is logged, and Redis is
+left alone for a few seconds instead of being waited for on every request.
 """
 
 from __future__ import annotations
@@ -73,6 +75,17 @@ class RateLimits:
         payments = parse(settings.rate_limit_phone)
         refused = parse(settings.rate_limit_refused_callbacks)
         if settings.redis_url is None:
+            if settings.workers > 1:
+                logger.warning(
+                    "WORKERS=%d without REDIS_URL: each worker keeps its own rate limit counts, "
+                    "so a client gets up to %d times RATE_LIMIT_WRITES (%s) and "
+                    "RATE_LIMIT_PHONE (%s); set REDIS_URL to share them (sign-in attempts are "
+                    "counted in the database, exactly)",
+                    settings.workers,
+                    settings.workers,
+                    settings.rate_limit_writes,
+                    settings.rate_limit_phone,
+                )
             return cls(MemoryStorage(), writes=writes, payments=payments, refused_callbacks=refused)
         # Imported only when used: redis-py adds some 8 MB to every worker.
         import redis.asyncio

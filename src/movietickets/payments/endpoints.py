@@ -53,18 +53,21 @@ IdempotencyKeyHeader = Annotated[
     "`GET /api/tickets/{id}`). 502/503/504 errors name the ticket in `ticketId`. Send an "
     "`Idempotency-Key` header to make retries safe. The same phone number, movie and quantity "
     "again within 2 minutes (M-Pesa refuses the same amount to the same phone) gets 429 with "
-    "`Retry-After`.",
+    "`Retry-After`. One phone number, and one client address, may hold only so many unpaid "
+    "seats of a showing at once: over that, 409 `too_many_seats_held`.",
     responses=error_responses(
         400, 404, 409, 413, 422, 429, 502, 503, 504, examples=MAKE_PAYMENT_EXAMPLES, idempotent=True
     ),
 )
 async def make_payment(
+    request: Request,
     order: PaymentRequest,
     service: PurchaseServiceDep,
     idempotency: IdempotencyServiceDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> PaymentInitiated | Response:
-    purchase = order.to_order()
+    # The client's address, our trusted proxies' X-Forwarded-For read (ClientAddressMiddleware).
+    purchase = order.to_order(request.client.host if request.client else None)
     if idempotency_key is None:
         return await service.make_payment(purchase)
     result = await idempotency.run(idempotency_key, order, lambda: service.make_payment(purchase))

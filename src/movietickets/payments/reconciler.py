@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from movietickets.daraja.callback import PaymentResult
 from movietickets.daraja.client import DarajaClient
 from movietickets.daraja.errors import DarajaBusy, DarajaError, DarajaStillProcessing
-from movietickets.db.engine import Sessionmaker, locked_transaction
+from movietickets.db.engine import Sessionmaker, locked_transaction, read_transaction
 from movietickets.kit.clock import utcnow
 from movietickets.payments.repository import (
     DuePush,
@@ -109,7 +109,7 @@ class Reconciler:
         """Pending tickets whose push got no answer at all (timed out): no id to query."""
         cutoff = now - timedelta(seconds=self.settings.reconcile_give_up_seconds)
         released = 0
-        async with self.sessionmaker() as session:
+        async with read_transaction(self.sessionmaker) as session:
             orphans = await ReconciliationRepository(session).orphans(
                 cutoff, self.settings.reconcile_batch_size
             )

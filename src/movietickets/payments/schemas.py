@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from movietickets.daraja.callback import CheckoutRequestId
 from movietickets.db.models import PaymentStatus as TicketStatus
+from movietickets.kit.net import client_key
 from movietickets.kit.phone import normalize_msisdn
 from movietickets.kit.types import StrictInt
 from movietickets.payments.seat_holds import Order
@@ -45,13 +46,15 @@ class PaymentRequest(BaseModel):
     def _kenyan_mobile(cls, value: str) -> str:
         return normalize_msisdn(value)
 
-    def to_order(self) -> Order:
-        """The order as the payment services take it (the HTTP body stops here)."""
+    def to_order(self, client_host: str | None = None) -> Order:
+        """The order as the payment services take it (the HTTP body stops here), from the
+        client at `client_host` (the request's client address)."""
         return Order(
             movie_id=self.movieId,
             customer_name=self.customerName,
             phone_number=self.phoneNumber,
             quantity=self.quantity,
+            client_address=client_key(client_host),
         )
 
 

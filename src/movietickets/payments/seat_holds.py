@@ -13,6 +13,12 @@ The rules are exactly those of one buyer at a time: the availability check and t
 tickets are in one short transaction that locks the movie row (`locked_transaction`),
 committed before anyone calls Daraja. Nothing is shared between processes but the database:
 two workers each batch their own buyers and take turns at the row lock.
+
+Against hoarding (holds last SEAT_HOLD_SECONDS, and a phone number costs nothing to make up),
+one phone number and one client address may hold at most MAX_HELD_SEATS_PER_PHONE and
+MAX_HELD_SEATS_PER_ADDRESS unpaid seats of a showing at once. They are counted in the same
+locked transaction from the stored tickets (each keeps its client's address), plus the orders
+accepted earlier in the batch, so the bound holds across every process and instance.
 """
 
 from __future__ import annotations
@@ -24,10 +30,17 @@ from movietickets.catalogue.repository import MovieRepository, SeatCheckRow
 from movietickets.catalogue.seats import seats_left
 from movietickets.db.engine import DATABASE_UNAVAILABLE, Sessionmaker, locked_transaction
 from movietickets.db.models import PRICE_MAX
-from movietickets.errors import AppError, Conflict, InvalidInput, NotFound, SoldOut
+from movietickets.errors import (
+    AppError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SoldOut,
+    TooManySeatsHeld,
+)
 from movietickets.kit.batching import Batcher
 from movietickets.kit.clock import utcnow
-from movietickets.tickets.repository import NewTicket, TicketRepository
+from movietickets.tickets.repository import NewTicket, SeatsHeld, TicketRepository
 
 # Orders checked in one transaction at most; the rest wait for the next one.
 MAX_BATCH = 100
@@ -41,6 +54,16 @@ class Order:
     customer_name: str
     phone_number: str
     quantity: int
+    # Who asks (`kit.net.client_key`: IPv4 address or IPv6 /64); None when unknown.
+    client_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBounds:
+    """Most unpaid seats of one showing one phone number, one client address may hold; 0: any."""
+
+    per_phone: int = 0
+    per_address: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,32 @@ def refusal(
     return None
 
 
+def holding_refusal(
+    order: Order, movie_id: int, held: SeatsHeld, bounds: HoldBounds
+) -> TooManySeatsHeld | None:
+    """Why `order` would hold more seats than its phone number or its client may; or None.
+
+    `held` counts the showing's live holds, those accepted earlier in the batch included.
+    """
+    phone_holds = held.by_phone[order.phone_number]
+    if bounds.per_phone and phone_holds + order.quantity > bounds.per_phone:
+        return TooManySeatsHeld(
+            f"This phone number already holds {phone_holds} unpaid seats for movie {movie_id}, "
+            f"and may hold at most {bounds.per_phone} at once; pay for them first, or wait "
+            "until they are released",
+        )
+    if order.client_address is None or not bounds.per_address:
+        return None
+    address_holds = held.by_address[order.client_address]
+    if address_holds + order.quantity > bounds.per_address:
+        return TooManySeatsHeld(
+            f"Your network address already holds {address_holds} unpaid seats for movie "
+            f"{movie_id}, and may hold at most {bounds.per_address} at once; pay for them "
+            "first, or wait until they are released",
+        )
+    return None
+
+
 def new_ticket(
     order: Order,
     movie: SeatCheckRow,
@@ -89,6 +138,7 @@ def new_ticket(
         hold_expires_at=now + hold,
         created_at=now,
         access_token_hash=access_token_hash,
+        client_address=order.client_address,
     )
 
 
@@ -100,16 +150,19 @@ class SeatHolds:
         sessionmaker: Sessionmaker,
         *,
         hold_seconds: int,
+        bounds: HoldBounds = HoldBounds(),
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._hold = timedelta(seconds=hold_seconds)
+        self._bounds = bounds
         self._batcher: Batcher[int, tuple[Order, str | None], HeldTicket] = Batcher(
             self._hold_batch, max_batch=max_batch
         )
 
     async def hold(self, order: Order, access_token_hash: str | None) -> HeldTicket:
-        """Holds the order's seats; raises NotFound, Conflict, InvalidInput or SoldOut.
+        """Holds the order's seats; raises NotFound, Conflict, InvalidInput, SoldOut or
+        TooManySeatsHeld.
 
         A buyer who goes away while its batch is in the database keeps its Pending ticket
         until the reconciler releases it (as when a request dies between hold and push).
@@ -147,17 +200,26 @@ class SeatHolds:
             now = utcnow()
             tickets = TicketRepository(session)
             available = 0
+            held = SeatsHeld()
             if movie is not None and movie.show_time > now:
-                held = await tickets.held_seats(movie_id, now)
-                available = seats_left(movie.max_tickets, movie.seats_paid, held)
+                held = await tickets.seats_held_by(
+                    movie_id,
+                    now,
+                    phones={order.phone_number for order, _ in orders},
+                    addresses={o.client_address for o, _ in orders if o.client_address},
+                )
+                available = seats_left(movie.max_tickets, movie.seats_paid, held.total)
             outcomes: list[AppError | NewTicket] = []
             for order, access_token_hash in orders:
-                refused = refusal(order, movie, available, now)
+                refused = refusal(order, movie, available, now) or holding_refusal(
+                    order, movie_id, held, self._bounds
+                )
                 if refused is not None:
                     outcomes.append(refused)
                     continue
                 assert movie is not None  # refusal() refuses every order for a missing movie
                 available -= order.quantity
+                _count(held, order)
                 outcomes.append(new_ticket(order, movie, now, self._hold, access_token_hash))
             added = [outcome for outcome in outcomes if isinstance(outcome, NewTicket)]
             ids = iter(await tickets.add_pending(added) if added else [])
@@ -167,3 +229,10 @@ class SeatHolds:
             else outcome
             for outcome in outcomes
         ]
+
+
+def _count(held: SeatsHeld, order: Order) -> None:
+    """The order's seats are held from now on (for the orders after it in the batch)."""
+    held.by_phone[order.phone_number] += order.quantity
+    if order.client_address is not None:
+        held.by_address[order.client_address] += order.quantity

@@ -5,7 +5,7 @@ from __future__ import annotations
 from movietickets.daraja.callback import PaymentResult
 from movietickets.daraja.client import DarajaClient
 from movietickets.daraja.errors import DarajaError, DarajaStillProcessing
-from movietickets.db.engine import Sessionmaker, locked_transaction
+from movietickets.db.engine import Sessionmaker, locked_transaction, read_transaction
 from movietickets.db.models import PaymentStatus, PushRequest, Ticket
 from movietickets.errors import NotFound
 from movietickets.kit.clock import utcnow
@@ -40,7 +40,7 @@ class PaymentStatusService:
         self.daraja = daraja
 
     async def _load(self, checkout_request_id: str) -> tuple[PushRequest, Ticket]:
-        async with self.sessionmaker() as session:
+        async with read_transaction(self.sessionmaker) as session:
             push = await PushRequestRepository(session).by_checkout_id(checkout_request_id)
             ticket = await TicketRepository(session).get(push.ticket_id) if push else None
         if push is None or ticket is None:

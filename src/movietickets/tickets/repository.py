@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from movietickets.db.models import Movie, PaymentStatus, PushRequest, Ticket
@@ -25,6 +26,16 @@ class NewTicket:
     hold_expires_at: datetime
     created_at: datetime
     access_token_hash: str | None = None
+    client_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeatsHeld:
+    """Seats of a showing's live holds: all of them, and those of some phones and addresses."""
+
+    total: int = 0
+    by_phone: Counter[str] = field(default_factory=Counter)
+    by_address: Counter[str] = field(default_factory=Counter)
 
 
 class TicketRepository(RepositoryBase[Ticket]):
@@ -47,6 +58,7 @@ class TicketRepository(RepositoryBase[Ticket]):
                 "holdExpiresAt": ticket.hold_expires_at,
                 "needsRefund": False,
                 "accessTokenHash": ticket.access_token_hash,
+                "clientAddress": ticket.client_address,
                 "dateCreated": ticket.created_at,
                 "lastUpdated": ticket.created_at,
             }
@@ -111,6 +123,39 @@ class TicketRepository(RepositoryBase[Ticket]):
         if excluding is not None:
             statement = statement.where(Ticket.ticket_id != excluding)
         return int(await self.session.scalar(statement) or 0)
+
+    async def seats_held_by(
+        self,
+        movie_id: int,
+        now: datetime,
+        phones: Collection[str],
+        addresses: Collection[str],
+    ) -> SeatsHeld:
+        """`held_seats`, and how many of them these phones and these addresses hold, in the
+        same one range scan: the live holds are grouped by phone (if one of `phones`, else
+        none) and address (likewise), so a few rows come back however many holds there are."""
+        phone = case((Ticket.phone_number.in_(phones), Ticket.phone_number), else_=None)
+        address = case((Ticket.client_address.in_(addresses), Ticket.client_address), else_=None)
+        holds = (
+            select(phone.label("phone"), address.label("address"), Ticket.quantity)
+            .where(
+                Ticket.movie_id == movie_id,
+                Ticket.payment_status == PaymentStatus.PENDING,
+                Ticket.hold_expires_at > now,
+            )
+            .subquery()
+        )
+        statement = select(holds.c.phone, holds.c.address, func.sum(holds.c.quantity)).group_by(
+            holds.c.phone, holds.c.address
+        )
+        total, by_phone, by_address = 0, Counter[str](), Counter[str]()
+        for held_phone, held_address, seats in await self.session.execute(statement):
+            total += int(seats)
+            if held_phone is not None:
+                by_phone[held_phone] += int(seats)
+            if held_address is not None:
+                by_address[held_address] += int(seats)
+        return SeatsHeld(total, by_phone, by_address)
 
     async def count_blocking_deletion(self, movie_id: int) -> int:
         """Tickets that must outlive their movie: Paid, Pending, or owed a refund."""

@@ -9,11 +9,12 @@ from pydantic import BaseModel, Field
 
 from movietickets.catalogue.schemas import MovieSummary
 from movietickets.db.models import Movie, PaymentStatus, Ticket
-from movietickets.kit.types import UtcDateTime
+from movietickets.kit.types import DIGITS_ONLY, MAX_ROW_ID, UtcDateTime
 from movietickets.tickets.privacy import mask_name, mask_phone
 
-# Non-numeric, zero, negative and out-of-range ids are refused with 422 before any query runs.
-TicketId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The ticket's id.")]
+# Anything but plain digits (`+1`, `%201`, `1_000`), zero and out-of-range ids are refused with
+# 422 before any query runs.
+TicketId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="The ticket's id."), DIGITS_ONLY]
 
 
 class TicketPublic(BaseModel):

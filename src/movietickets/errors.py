@@ -53,7 +53,8 @@ class ErrorCode(StrEnum):
     `bad_request`; 401 `unauthorized`; 403 `forbidden`; 404 `not_found`; 405
     `method_not_allowed`; 409 `conflict`, `sold_out` (with `seatsAvailable`),
     `idempotency_key_in_use` (with `Retry-After`), `too_many_seats_held`; 413
-    `payload_too_large`; 415 `unsupported_media_type`; 422 `validation_error` (with `details`), `idempotency_key_reused`;
+    `payload_too_large`; 415 `unsupported_media_type`; 422 `validation_error` (with
+    `details`), `idempotency_key_reused`;
     429 `rate_limited` (with `Retry-After`); 500 `internal_error`; 502 `payment_provider_error`;
     503 `payment_provider_busy`, `database_down` (both with `Retry-After`),
     `service_unavailable`; 504 `payment_outcome_unknown`; any other status `http_error`.

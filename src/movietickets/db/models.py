@@ -30,6 +30,11 @@ class PaymentStatus(enum.StrEnum):
     PENDING = "Pending"
     PAID = "Paid"
     FAILED = "Failed"
+    # The push may have reached the phone, but M-Pesa's answer (its CheckoutRequestID) never
+    # arrived and nothing can be queried: neither paid nor refused, as far as anyone knows.
+    # Its seats are released; a success callback that still comes settles it as a late
+    # payment (Paid, or needsRefund), a failure makes it Failed.
+    UNCONFIRMED = "Unconfirmed"
 
 
 class CallbackOutcome(enum.StrEnum):
@@ -79,7 +84,8 @@ class Ticket(Timestamps, Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("totalAmount > 0", name="total_amount_positive"),
         CheckConstraint(
-            "paymentStatus IN ('Pending', 'Paid', 'Failed')", name="payment_status_valid"
+            "paymentStatus IN ('Pending', 'Paid', 'Failed', 'Unconfirmed')",
+            name="payment_status_valid",
         ),
         # Seats held: Pending tickets of a movie whose hold has not expired (a range scan).
         Index(None, "movieId", "paymentStatus", "holdExpiresAt"),
@@ -107,6 +113,10 @@ class Ticket(Timestamps, Base):
     needs_refund: Mapped[bool] = mapped_column("needsRefund", Boolean, default=False)
     # SHA-256 of the secret handed to the buyer; it unlocks the name and phone number.
     access_token_hash: Mapped[str | None] = mapped_column("accessTokenHash", String(64))
+    # The Idempotency-Key of the request that created it, written by the same INSERT: a retry
+    # after a crash finds this ticket, and no key can ever have two tickets. Cleared when the
+    # key expires, so that the key may be used again.
+    idempotency_key: Mapped[str | None] = mapped_column("idempotencyKey", String(255), unique=True)
 
     movie: Mapped[Movie] = relationship(lazy="raise")
 
@@ -135,6 +145,9 @@ class CallbackLog(Base):
     callback_id: Mapped[int] = mapped_column(
         "callbackId", Integer, primary_key=True, autoincrement=True
     )
+    # Given to each delivery on arrival: a callback replayed from the journal (stored while the
+    # database was away) is never stored twice.
+    delivery_id: Mapped[str | None] = mapped_column("deliveryId", String(32), unique=True)
     checkout_request_id: Mapped[str | None] = mapped_column(
         "checkoutRequestId", String(64), index=True
     )
@@ -159,6 +172,10 @@ class IdempotencyKey(Base):
     # Null while the first request is still being processed.
     response_status: Mapped[int | None] = mapped_column("responseStatus", Integer)
     response_body: Mapped[str | None] = mapped_column("responseBody", Text)
+    # The ticket access token of the current attempt, so that an answer rebuilt from the
+    # ticket after a crash can hand it out; it also tells attempts apart (a later attempt
+    # that took over an abandoned key gets a new one).
+    access_token: Mapped[str | None] = mapped_column("accessToken", String(64))
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column("expiresAt", UTCDateTime(), index=True)
 

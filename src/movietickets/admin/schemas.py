@@ -68,3 +68,9 @@ class Anomalies(BaseModel):
     stuckPending: list[TicketPublic] = Field(
         description="Pending for longer than the reconciler waits before giving up."
     )
+    unconfirmed: list[TicketPublic] = Field(
+        description="Push sent, but M-Pesa's answer never arrived (no CheckoutRequestID to "
+        "query): the customer may have paid. Check the customer's M-Pesa statement or the "
+        "paybill's transactions by phone number and amount; a late success callback still "
+        "settles the ticket."
+    )

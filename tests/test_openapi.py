@@ -73,3 +73,10 @@ def test_ticket_read_declares_the_admin_token_optional() -> None:
     assert "401" in operation["responses"]
     admin_only = schema["paths"]["/api/admin/sales"]["get"]
     assert admin_only["security"] == [{"OAuth2PasswordBearer": []}]
+
+
+def test_errors_can_name_the_push_already_sent() -> None:
+    schemas = create_app(make_settings("sqlite+aiosqlite:///:memory:")).openapi()["components"][
+        "schemas"
+    ]
+    assert {"ticketId", "checkoutRequestId"} <= set(schemas["ErrorBody"]["properties"])

@@ -28,6 +28,7 @@ from movietickets.daraja.transport import asyncio_transport
 from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.dependencies import Resources
 from movietickets.errors import install_exception_handlers
+from movietickets.kit.journal import Journal
 from movietickets.kit.ratelimit import RateLimits
 from movietickets.middleware.access_log import AccessLogMiddleware
 from movietickets.middleware.body_size import BodySizeLimitMiddleware
@@ -37,8 +38,10 @@ from movietickets.middleware.security_headers import install_security_headers
 from movietickets.middleware.write_rate_limit import WriteRateLimitMiddleware
 from movietickets.observability import configure_logging
 from movietickets.payments import endpoints as payments
+from movietickets.payments.journal import PaymentJournal
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.reconciler import Reconciler
+from movietickets.payments.recovery import JournalReplayer
 from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
 from movietickets.tickets import endpoints as tickets
@@ -85,6 +88,7 @@ def create_app(
         if simulator is not None:
             app.mount(SIMULATOR_MOUNT, simulator.app)
         sessionmaker = create_sessionmaker(engine)
+        journal = PaymentJournal(Journal(settings.journal_dir))
         app.state.resources = Resources(
             settings=settings,
             engine=engine,
@@ -95,8 +99,15 @@ def create_app(
             catalogue=CatalogueCache(sessionmaker),
             seat_holds=SeatHolds(sessionmaker, hold_seconds=settings.seat_hold_seconds),
             push_records=PushRecords(
-                sessionmaker, first_query_seconds=settings.reconcile_first_query_seconds
+                sessionmaker,
+                first_query_seconds=settings.reconcile_first_query_seconds,
+                journal=journal,
             ),
+            journal=journal,
+        )
+        # In every process: what it (or a process before it) kept while the database was away.
+        replayer = asyncio.create_task(
+            JournalReplayer(journal, sessionmaker, settings).run_forever()
         )
         reconciler = (
             asyncio.create_task(
@@ -110,12 +121,14 @@ def create_app(
         finally:
             if simulator is not None:  # first: its callbacks in flight still need the app
                 await simulator.aclose()
-            if reconciler is not None:
-                reconciler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciler
+            for task in (reconciler, replayer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await app.state.resources.seat_holds.aclose()
             await app.state.resources.push_records.aclose()
+            journal.close()
             await app.state.resources.catalogue.aclose()
             await http.aclose()
             if rate_limits is not None:

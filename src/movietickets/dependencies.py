@@ -16,6 +16,7 @@ from movietickets.catalogue.cache import CatalogueCache
 from movietickets.daraja.client import DarajaClient
 from movietickets.db.engine import AsyncEngine, AsyncSession, Sessionmaker
 from movietickets.kit.ratelimit import RateLimits
+from movietickets.payments.journal import PaymentJournal
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
@@ -33,6 +34,7 @@ class Resources:
     catalogue: CatalogueCache
     seat_holds: SeatHolds
     push_records: PushRecords
+    journal: PaymentJournal
     rate_limits: RateLimits | None = None  # None: RATE_LIMIT_ENABLED=false
 
 

@@ -21,6 +21,8 @@ turns it into the header.
     │   └── PaymentOutcomeUnknown        504 payment_outcome_unknown
     ├── RateLimited              429 rate_limited (with Retry-After)
     └── ServiceUnavailable       503 service_unavailable
+        └── PaymentNotRecorded   503 payment_not_recorded (the push went out, names the
+                                 ticket and its checkoutRequestId; do not pay again)
 
 Framework errors: 400 malformed_json, 404 not_found (no route), 405 method_not_allowed,
 413 payload_too_large, 422 validation_error, 503 database_down, 500 internal_error.
@@ -57,6 +59,9 @@ class ErrorBody(BaseModel):
         default=None, description="One entry per invalid field."
     )
     ticketId: int | None = Field(default=None, description="The ticket the error is about.")
+    checkoutRequestId: str | None = Field(
+        default=None, description="M-Pesa's id of the payment request already sent."
+    )
     seatsAvailable: int | None = Field(default=None, description="Seats left (sold out).")
 
     model_config = {
@@ -155,6 +160,12 @@ class PaymentOutcomeUnknown(PaymentProviderError):
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"
+
+
+class PaymentNotRecorded(ServiceUnavailable):
+    """M-Pesa accepted the push (the prompt is on the phone), but it could not be stored."""
+
+    code = "payment_not_recorded"
 
 
 class RateLimited(AppError):

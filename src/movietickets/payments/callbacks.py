@@ -4,12 +4,18 @@ Lock order, everywhere: callback log rows, push request, movie, ticket. A callba
 overtakes the push's own response (its CheckoutRequestID is not stored yet) is kept as
 `unmatched` and applied by `record_pushes` when the push is recorded; the shared lock
 order guarantees one of the two transactions sees the other's work.
+
+Daraja sends a callback once and never again, so a delivery that cannot be stored or applied
+because the database is away is kept in the journal (`payments.journal`) and answered as if
+stored; `payments.recovery` stores and applies it when the database is back. Each delivery
+gets an id on arrival (`deliveryId`), so that it is stored once however often it is replayed.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -22,7 +28,12 @@ from movietickets.daraja.callback import (
     metadata_text,
     payment_result,
 )
-from movietickets.db.engine import AsyncSession, Sessionmaker, locked_transaction
+from movietickets.db.engine import (
+    DATABASE_UNAVAILABLE,
+    AsyncSession,
+    Sessionmaker,
+    locked_transaction,
+)
 from movietickets.db.models import (
     PRICE_MAX,
     CallbackLog,
@@ -30,9 +41,10 @@ from movietickets.db.models import (
     PaymentStatus,
     PushRequest,
 )
-from movietickets.errors import Forbidden, MalformedCallback
+from movietickets.errors import Forbidden, MalformedCallback, ServiceUnavailable
 from movietickets.kit.clock import utcnow
 from movietickets.kit.net import in_networks, parse_address
+from movietickets.payments.journal import CallbackDelivery, PaymentJournal
 from movietickets.payments.repository import CallbackLogRepository, NewPush, PushRequestRepository
 from movietickets.payments.settlement import Settlement, settle
 from movietickets.settings import Settings
@@ -64,9 +76,15 @@ class CallbackService:
     applied by `record_pushes` when the push is recorded.
     """
 
-    def __init__(self, sessionmaker: Sessionmaker, settings: Settings) -> None:
+    def __init__(
+        self,
+        sessionmaker: Sessionmaker,
+        settings: Settings,
+        journal: PaymentJournal | None = None,
+    ) -> None:
         self.sessionmaker = sessionmaker
         self.settings = settings
+        self.journal = journal
 
     def token_is_valid(self, token: str | None) -> bool:
         expected = self.settings.mpesa_callback_token
@@ -91,7 +109,12 @@ class CallbackService:
         return None
 
     async def receive(self, raw: bytes, *, token: str | None, source_ip: str | None) -> None:
-        """Stores the body as received, then applies it. Raises for refused or malformed ones."""
+        """Stores the body as received, then applies it. Raises for refused or malformed ones.
+
+        While the database cannot be reached the delivery is kept in the journal (stored and
+        applied by `payments.recovery` when the database is back) and answered as if stored;
+        ServiceUnavailable (503) only if even the journal cannot be written.
+        """
         refusal = self.refusal(token, source_ip)
         refused = refusal is not None
         callback: StkCallback | None = None
@@ -107,79 +130,145 @@ class CallbackService:
             if callback is None
             else CallbackOutcome.RECEIVED
         )
-        async with self.sessionmaker() as session, session.begin():
-            entry = await CallbackLogRepository(session).add(
-                CallbackLog(
-                    body=raw.decode("utf-8", errors="replace"),
-                    source_ip=source_ip,
-                    checkout_request_id=callback.CheckoutRequestID if callback else None,
-                    outcome=outcome,
-                    detail=refusal,
-                )
-            )
+        delivery = CallbackDelivery(
+            delivery_id=uuid.uuid4().hex,
+            body=raw.decode("utf-8", errors="replace"),
+            source_ip=source_ip,
+            checkout_request_id=callback.CheckoutRequestID if callback else None,
+            outcome=outcome,
+            detail=refusal,
+            received_at=utcnow(),
+        )
+        callback_id: int | None = None
+        try:
+            callback_id = await store_delivery(self.sessionmaker, delivery)
+            if callback is not None:
+                await apply_callback(self.sessionmaker, callback_id, callback)
+        except DATABASE_UNAVAILABLE as exc:
+            await self._keep(delivery, exc)
+        shown = delivery.delivery_id if callback_id is None else callback_id
         if refused:
-            logger.warning("callback %d from %s refused: %s", entry.callback_id, source_ip, refusal)
+            logger.warning("callback %s from %s refused: %s", shown, source_ip, refusal)
             raise Forbidden("Callback refused")
         if callback is None:
-            logger.warning("callback %d from %s is malformed", entry.callback_id, source_ip)
+            logger.warning("callback %s from %s is malformed", shown, source_ip)
             raise MalformedCallback("Not a Daraja STK callback body")
-        await self._apply(entry.callback_id, callback)
 
-    async def _apply(self, callback_id: int, callback: StkCallback) -> None:
-        result = payment_result(callback)
-        now = utcnow()
-        async with locked_transaction(self.sessionmaker) as session:
-            entry = await CallbackLogRepository(session).get_for_update(callback_id)
-            assert entry is not None
-            pushes = PushRequestRepository(session)
-            push = await pushes.by_checkout_id(callback.CheckoutRequestID, for_update=True)
-            if push is None:
-                push = await self._adopt_orphan(session, callback, result, now)
-            if push is None:
+    async def _keep(self, delivery: CallbackDelivery, exc: Exception) -> None:
+        if self.journal is not None:
+            try:
+                await self.journal.keep_callback(delivery)
+            except OSError:
+                logger.exception("callback %s could not be journaled", delivery.delivery_id)
+            else:
                 logger.warning(
-                    "callback %d for unknown CheckoutRequestID %s kept for later",
-                    callback_id,
-                    callback.CheckoutRequestID,
+                    "database unavailable (%s): callback %s for %s kept in the journal",
+                    type(exc).__name__,
+                    delivery.delivery_id,
+                    delivery.checkout_request_id,
                 )
-                entry.outcome = CallbackOutcome.UNMATCHED
                 return
-            settlement = await settle(session, push.ticket_id, result, now, check_amount=True)
-            _record(entry, push.ticket_id, settlement, now)
+        # Daraja will not send it again: the body goes to the log, for the operator.
+        logger.error(
+            "callback %s NOT STORED: neither the database nor the journal took it: %s",
+            delivery.delivery_id,
+            delivery.body,
+        )
+        raise ServiceUnavailable("The callback could not be stored; try again shortly") from exc
 
-    async def _adopt_orphan(
-        self,
-        session: AsyncSession,
-        callback: StkCallback,
-        result: PaymentResult,
-        now: datetime,
-    ) -> PushRequest | None:
-        """A success for a push whose response never came (timed out): match phone and amount."""
-        phone = metadata_text(callback.item("PhoneNumber"))
-        amount = result.amount
-        if not result.succeeded or phone is None or amount is None:
-            return None
-        # Only an amount a ticket can cost can match one (and only such an amount is sent on
-        # to the database: the callback may say anything).
-        if amount != amount.to_integral_value() or not 0 < amount <= PRICE_MAX:
-            return None
-        ticket = await TicketRepository(session).find_orphan(
-            phone, int(amount), since=now - ORPHAN_WINDOW
-        )
-        if ticket is None:
-            return None
-        logger.warning(
-            "callback %s matched by phone and amount to ticket %d (its push is not recorded)",
-            callback.CheckoutRequestID,
-            ticket.ticket_id,
-        )
-        return await PushRequestRepository(session).add(
-            PushRequest(
-                ticket_id=ticket.ticket_id,
-                checkout_request_id=callback.CheckoutRequestID,
-                merchant_request_id=callback.MerchantRequestID,
-                query_attempts=0,
+
+async def store_delivery(sessionmaker: Sessionmaker, delivery: CallbackDelivery) -> int:
+    """Stores a delivery as received in the callback log; its row's id."""
+    async with sessionmaker() as session, session.begin():
+        entry = await CallbackLogRepository(session).add(_log_row(delivery))
+        return entry.callback_id
+
+
+async def store_delivery_once(sessionmaker: Sessionmaker, delivery: CallbackDelivery) -> int:
+    """Stores a delivery replayed from the journal, unless it was stored before (the failure
+    came after its commit, or this is a second replay); its row's id."""
+    async with sessionmaker() as session, session.begin():
+        logs = CallbackLogRepository(session)
+        entry = await logs.by_delivery_id(delivery.delivery_id)
+        if entry is None:
+            entry = await logs.add(_log_row(delivery))
+        return entry.callback_id
+
+
+def _log_row(delivery: CallbackDelivery) -> CallbackLog:
+    return CallbackLog(
+        delivery_id=delivery.delivery_id,
+        body=delivery.body,
+        source_ip=delivery.source_ip,
+        checkout_request_id=delivery.checkout_request_id,
+        outcome=delivery.outcome,
+        detail=delivery.detail,
+        received_at=delivery.received_at,
+    )
+
+
+async def apply_callback(
+    sessionmaker: Sessionmaker, callback_id: int, callback: StkCallback
+) -> None:
+    """Applies a stored callback (outcome `received`) to its ticket, once however often
+    called (a replay of a delivery that was applied before changes nothing)."""
+    result = payment_result(callback)
+    now = utcnow()
+    async with locked_transaction(sessionmaker) as session:
+        entry = await CallbackLogRepository(session).get_for_update(callback_id)
+        assert entry is not None
+        if entry.outcome != CallbackOutcome.RECEIVED:
+            return
+        pushes = PushRequestRepository(session)
+        push = await pushes.by_checkout_id(callback.CheckoutRequestID, for_update=True)
+        if push is None:
+            push = await _adopt_orphan(session, callback, result, now)
+        if push is None:
+            logger.warning(
+                "callback %d for unknown CheckoutRequestID %s kept for later",
+                callback_id,
+                callback.CheckoutRequestID,
             )
+            entry.outcome = CallbackOutcome.UNMATCHED
+            return
+        settlement = await settle(session, push.ticket_id, result, now, check_amount=True)
+        _record(entry, push.ticket_id, settlement, now)
+
+
+async def _adopt_orphan(
+    session: AsyncSession,
+    callback: StkCallback,
+    result: PaymentResult,
+    now: datetime,
+) -> PushRequest | None:
+    """A success for a push whose answer never came (timed out, or lost in a crash or an
+    outage): the oldest such ticket with this phone number and amount."""
+    phone = metadata_text(callback.item("PhoneNumber"))
+    amount = result.amount
+    if not result.succeeded or phone is None or amount is None:
+        return None
+    # Only an amount a ticket can cost can match one (and only such an amount is sent on
+    # to the database: the callback may say anything).
+    if amount != amount.to_integral_value() or not 0 < amount <= PRICE_MAX:
+        return None
+    ticket = await TicketRepository(session).find_orphan(
+        phone, int(amount), since=now - ORPHAN_WINDOW
+    )
+    if ticket is None:
+        return None
+    logger.warning(
+        "callback %s matched by phone and amount to ticket %d (its push is not recorded)",
+        callback.CheckoutRequestID,
+        ticket.ticket_id,
+    )
+    return await PushRequestRepository(session).add(
+        PushRequest(
+            ticket_id=ticket.ticket_id,
+            checkout_request_id=callback.CheckoutRequestID,
+            merchant_request_id=callback.MerchantRequestID,
+            query_attempts=0,
         )
+    )
 
 
 def _record(entry: CallbackLog, ticket_id: int, settlement: Settlement, now: datetime) -> None:

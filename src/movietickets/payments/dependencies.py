@@ -43,7 +43,7 @@ PaymentStatusServiceDep = Annotated[PaymentStatusService, Depends(get_payment_st
 
 
 async def get_callback_service(resources: ResourcesDep) -> CallbackService:
-    return CallbackService(resources.sessionmaker, resources.settings)
+    return CallbackService(resources.sessionmaker, resources.settings, resources.journal)
 
 
 CallbackServiceDep = Annotated[CallbackService, Depends(get_callback_service)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from movietickets.db.models import Movie, PaymentStatus, Ticket
-from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut
+from movietickets.errors import Conflict, IdempotencyKeyInUse, InvalidInput, NotFound, SoldOut
 from movietickets.payments.schemas import PaymentRequest
 from movietickets.payments.seat_holds import HeldTicket, Order, SeatHolds
 from tests.sql_hooks import statements_fail, statements_sent
@@ -182,3 +183,30 @@ async def test_a_database_failure_reaches_every_buyer_of_the_batch(
     assert await held_in_database(sessionmaker, movie_id) == 0
     # The next buyer is served by a new batch.
     assert isinstance(await seat_holds.hold(order(movie_id), None), HeldTicket)
+
+
+async def test_a_key_never_has_two_tickets_and_its_batch_goes_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two attempts with one Idempotency-Key (one took the key over from a stalled one) in
+    one batch and in two processes: one ticket; every other buyer still gets a seat."""
+    movie_id = await add_movie(sessionmaker, seats=100)
+    first, second = (SeatHolds(sessionmaker, hold_seconds=600) for _ in range(2))
+    keyed = replace(order(movie_id, n=1), idempotency_key="same-key")
+    try:
+        outcomes = await asyncio.gather(
+            *(first.hold(keyed, None) for _ in range(2)),
+            second.hold(keyed, None),
+            *(first.hold(order(movie_id, n=n), None) for n in range(2, 8)),
+            return_exceptions=True,
+        )
+    finally:
+        await first.aclose()
+        await second.aclose()
+    keyed_outcomes = outcomes[:3]
+    assert sum(isinstance(outcome, HeldTicket) for outcome in keyed_outcomes) == 1
+    assert sum(isinstance(outcome, IdempotencyKeyInUse) for outcome in keyed_outcomes) == 2
+    assert all(isinstance(outcome, HeldTicket) for outcome in outcomes[3:])
+    async with sessionmaker() as session:
+        keys = (await session.scalars(select(Ticket.idempotency_key))).all()
+    assert sorted(keys, key=str) == [None] * 6 + ["same-key"]

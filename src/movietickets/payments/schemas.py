@@ -45,13 +45,14 @@ class PaymentRequest(BaseModel):
     def _kenyan_mobile(cls, value: str) -> str:
         return normalize_msisdn(value)
 
-    def to_order(self) -> Order:
+    def to_order(self, idempotency_key: str | None = None) -> Order:
         """The order as the payment services take it (the HTTP body stops here)."""
         return Order(
             movie_id=self.movieId,
             customer_name=self.customerName,
             phone_number=self.phoneNumber,
             quantity=self.quantity,
+            idempotency_key=idempotency_key,
         )
 
 

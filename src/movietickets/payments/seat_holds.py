@@ -22,10 +22,17 @@ from movietickets.catalogue.repository import MovieRepository, SeatCheckRow
 from movietickets.catalogue.seats import seats_left
 from movietickets.db.engine import Sessionmaker, locked_transaction
 from movietickets.db.models import PRICE_MAX
-from movietickets.errors import AppError, Conflict, InvalidInput, NotFound, SoldOut
+from movietickets.errors import (
+    AppError,
+    Conflict,
+    IdempotencyKeyInUse,
+    InvalidInput,
+    NotFound,
+    SoldOut,
+)
 from movietickets.kit.batching import Batcher
 from movietickets.kit.clock import utcnow
-from movietickets.tickets.repository import NewTicket, TicketRepository
+from movietickets.tickets.repository import IdempotencyKeyTaken, NewTicket, TicketRepository
 
 # Orders checked in one transaction at most; the rest wait for the next one.
 MAX_BATCH = 100
@@ -39,6 +46,8 @@ class Order:
     customer_name: str
     phone_number: str
     quantity: int
+    # The request's Idempotency-Key: stored on the ticket by the same INSERT.
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +96,7 @@ def new_ticket(
         hold_expires_at=now + hold,
         created_at=now,
         access_token_hash=access_token_hash,
+        idempotency_key=order.idempotency_key,
     )
 
 
@@ -120,6 +130,22 @@ class SeatHolds:
     async def _hold_batch(
         self, movie_id: int, orders: list[tuple[Order, str | None]]
     ) -> list[HeldTicket | Exception]:
+        try:
+            return await self._hold_together(movie_id, orders)
+        except IdempotencyKeyTaken:
+            if len(orders) == 1:
+                # Another attempt with the same key holds its ticket already (the key was
+                # taken over while this request was stalled): this one must not run.
+                return [_key_in_use()]
+        # Only the order whose key is taken may fail; the others of its batch go on.
+        outcomes: list[HeldTicket | Exception] = []
+        for order in orders:
+            outcomes += await self._hold_batch(movie_id, [order])
+        return outcomes
+
+    async def _hold_together(
+        self, movie_id: int, orders: list[tuple[Order, str | None]]
+    ) -> list[HeldTicket | Exception]:
         async with locked_transaction(self._sessionmaker) as session:
             movie = await MovieRepository(session).lock_for_seat_check(movie_id)
             now = utcnow()
@@ -145,3 +171,9 @@ class SeatHolds:
             else outcome
             for outcome in outcomes
         ]
+
+
+def _key_in_use() -> IdempotencyKeyInUse:
+    return IdempotencyKeyInUse(
+        "A request with this Idempotency-Key is still being processed", retry_after=1
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from movietickets.db.models import Movie, PaymentStatus, PushRequest, Ticket
 from movietickets.kit.repository import RepositoryBase
@@ -24,6 +25,12 @@ class NewTicket:
     hold_expires_at: datetime
     created_at: datetime
     access_token_hash: str | None = None
+    idempotency_key: str | None = None
+
+
+class IdempotencyKeyTaken(Exception):
+    """An inserted ticket's Idempotency-Key belongs to another ticket already (the
+    transaction is unusable and must be ended)."""
 
 
 class TicketRepository(RepositoryBase[Ticket]):
@@ -33,7 +40,8 @@ class TicketRepository(RepositoryBase[Ticket]):
         """Inserts Pending tickets in one statement (Core, no ORM objects); their ids in order.
 
         Where the database cannot return the ids of a multi-row INSERT (MySQL has no
-        RETURNING), one INSERT per ticket.
+        RETURNING), one INSERT per ticket. Raises IdempotencyKeyTaken when a ticket's
+        Idempotency-Key is another ticket's already.
         """
         rows = [
             {
@@ -46,11 +54,21 @@ class TicketRepository(RepositoryBase[Ticket]):
                 "holdExpiresAt": ticket.hold_expires_at,
                 "needsRefund": False,
                 "accessTokenHash": ticket.access_token_hash,
+                "idempotencyKey": ticket.idempotency_key,
                 "dateCreated": ticket.created_at,
                 "lastUpdated": ticket.created_at,
             }
             for ticket in tickets
         ]
+        try:
+            return await self._insert(rows)
+        except IntegrityError as exc:
+            # The only unique column a new ticket can collide on (the id is the database's).
+            if any(ticket.idempotency_key is not None for ticket in tickets):
+                raise IdempotencyKeyTaken from exc
+            raise
+
+    async def _insert(self, rows: Sequence[Mapping[str, object]]) -> list[int]:
         connection = await self.session.connection()
         if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
             statement = insert(Ticket).returning(Ticket.ticket_id, sort_by_parameter_order=True)
@@ -61,6 +79,10 @@ class TicketRepository(RepositoryBase[Ticket]):
             assert key is not None
             ids.append(int(key[0]))
         return ids
+
+    async def by_idempotency_key(self, key: str) -> Ticket | None:
+        statement = select(Ticket).where(Ticket.idempotency_key == key)
+        return (await self.session.scalars(statement)).one_or_none()
 
     async def get_with_movie(self, ticket_id: int) -> tuple[Ticket, Movie] | None:
         """The ticket and its movie in one round trip (buyers poll this while they pay)."""
@@ -86,7 +108,7 @@ class TicketRepository(RepositoryBase[Ticket]):
         return int(await self.session.scalar(statement) or 0)
 
     async def count_blocking_deletion(self, movie_id: int) -> int:
-        """Tickets that must outlive their movie: Paid, Pending, or owed a refund."""
+        """Tickets that must outlive their movie: Paid, Pending, Unconfirmed, or owed a refund."""
         statement = select(func.count()).where(
             Ticket.movie_id == movie_id,
             or_(Ticket.payment_status != PaymentStatus.FAILED, Ticket.needs_refund.is_(True)),

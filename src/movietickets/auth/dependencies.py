@@ -50,7 +50,7 @@ async def viewing_admin(
 ) -> Admin | None:
     """For public reads that show more to an admin: a stale token reads as no token at all."""
     try:
-        return None if token is None else await auth.authenticate(token)
+        return await optional_admin(auth, token)
     except StaleCredentials:
         return None
 

@@ -82,19 +82,19 @@ async def settle(
         logger.warning("success for ticket %d without an amount: left to STK query", ticket_id)
         return Settlement.UNVERIFIED
 
-    # Every branch below writes the receipt number: it must not be another ticket's. Checked
-    # here under the row locks; the unique constraint settles a race with another movie's.
+    # Every branch below writes the receipt number: it must not be another ticket's. The
+    # unique constraint decides (also against a concurrent settlement of another movie's
+    # ticket); who holds it is looked up only to say so.
     receipt = result.receipt_number
-    if receipt is not None:
+    if receipt is not None and not await tickets.take_receipt(ticket_id, receipt):
         holder = await tickets.receipt_holder(receipt, excluding=ticket_id)
-        if holder is not None or not await tickets.take_receipt(ticket_id, receipt):
-            logger.error(
-                "ticket %d: receipt %s already settles ticket %s; success not applied",
-                ticket_id,
-                receipt,
-                holder if holder is not None else "(being settled concurrently)",
-            )
-            return Settlement.DUPLICATE_RECEIPT
+        logger.error(
+            "ticket %d: receipt %s already settles ticket %s; success not applied",
+            ticket_id,
+            receipt,
+            holder if holder is not None else "(being settled concurrently)",
+        )
+        return Settlement.DUPLICATE_RECEIPT
 
     amount = result.amount
     if check_amount and amount is not None and amount != ticket.total_amount:

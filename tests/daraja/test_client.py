@@ -306,15 +306,21 @@ async def test_concurrent_refusals_refresh_the_token_once(
         return httpx.Response(200, json=token_body(next(tokens)))
 
     refusals = 0
+    all_sent_with_first_token = asyncio.Event()
 
     async def stale_first_token(request: httpx.Request) -> httpx.Response:
         nonlocal refusals
         if request.headers["Authorization"] != "Bearer token-1":
             return httpx.Response(200, json=ACCEPTED)
-        # All 20 are sent with token-1; the refusals arrive spread out, most of them after
-        # token-2 is in place, and must not throw token-2 away.
+        # No refusal is answered before all 20 are sent with token-1 (however slowly a busy
+        # machine starts them); then they arrive spread out, most of them after token-2 is in
+        # place, and must not throw token-2 away.
         refusals += 1
-        await asyncio.sleep(0.01 * refusals)
+        if refusals == 20:
+            all_sent_with_first_token.set()
+        order = refusals
+        await all_sent_with_first_token.wait()
+        await asyncio.sleep(0.01 * order)
         return httpx.Response(404, json=error_body("404.001.03", "Invalid Access Token"))
 
     daraja["oauth"].side_effect = slow_token

@@ -1,7 +1,7 @@
 """the client address of each ticket, and sign-in attempt counts
 
 Revision ID: 0004
-Revises: 0005
+Revises: 0003
 Create Date: 2026-12-01 12:00:00.000000
 
 Upgrade adds `ticket.clientAddress` (empty for existing tickets, which then count against no
@@ -18,7 +18,7 @@ from alembic import op
 from movietickets.db.base import MYSQL_CHARSET, MYSQL_COLLATION, UTCDateTime
 
 revision: str = "0004"
-down_revision: str | None = "0005"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

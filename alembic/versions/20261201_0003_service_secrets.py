@@ -1,6 +1,6 @@
 """service secrets: the signing key a development database makes up for itself
 
-Revision ID: 0005
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 21:00:00
 
@@ -15,7 +15,7 @@ from alembic import op
 
 from movietickets.db.base import MYSQL_CHARSET, MYSQL_COLLATION, UTCDateTime
 
-revision: str = "0005"
+revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

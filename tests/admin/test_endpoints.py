@@ -189,6 +189,7 @@ async def test_max_tickets_cannot_drop_below_seats_sold_or_held(
     refused = await client.patch(path, json={"max_tickets": 4})
     assert refused.status_code == 409
     assert "5 seats" in refused.json()["error"]
+    assert refused.json()["seatsAvailable"] == 5
     assert (await client.patch(path, json={"max_tickets": 5})).status_code == 200
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from movietickets.catalogue.repository import MovieRepository
 from movietickets.catalogue.schemas import MovieCreate, MovieUpdate
-from movietickets.catalogue.seats import seats_taken
+from movietickets.catalogue.seats import seats_left, seats_taken
 from movietickets.db.engine import AsyncSession, after_commit
 from movietickets.db.models import Movie
 from movietickets.errors import Conflict, NotFound
@@ -54,11 +54,12 @@ class MovieService:
         movie = await self._locked(movie_id)
         fields = changes.model_fields_set
         if "max_tickets" in fields and changes.max_tickets is not None:
-            taken = seats_taken(movie.seats_paid, await self.tickets.held_seats(movie_id, utcnow()))
+            held = await self.tickets.held_seats(movie_id, utcnow())
+            taken = seats_taken(movie.seats_paid, held)
             if changes.max_tickets < taken:
                 raise Conflict(
                     f"max_tickets cannot go below the {taken} seats already sold or held",
-                    seatsAvailable=movie.max_tickets - taken,
+                    seatsAvailable=seats_left(movie.max_tickets, movie.seats_paid, held),
                 )
             movie.max_tickets = changes.max_tickets
         if "title" in fields and changes.title is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,43 @@ def codes_sent() -> set[str]:
     ]
     assert fallbacks == ["http_error"]
     return sent | set(fallbacks)
+
+
+# One line of errors.py's docstring tree: "    │   ├── SoldOut     409 sold_out (...)".
+TREE_LINE = re.compile(
+    r"^    (?P<branches>(?:[│ ]   )*(?:[├└]── )?)"
+    r"(?P<name>[A-Z]\w+) +(?P<status>\d{3}) (?P<code>[a-z_]+)\b"
+)
+
+
+def documented_tree() -> dict[str, tuple[str | None, int, str]]:
+    """errors.py's docstring tree: each error's parent, status and code, as drawn."""
+    tree: dict[str, tuple[str | None, int, str]] = {}
+    parents: list[str] = []
+    for line in (errors.__doc__ or "").splitlines():
+        match = TREE_LINE.match(line)
+        if match is None:
+            continue
+        depth = len(match["branches"]) // 4
+        del parents[depth:]
+        parent = parents[-1] if parents else None
+        tree[match["name"]] = (parent, int(match["status"]), match["code"])
+        parents.append(match["name"])
+    return tree
+
+
+def test_every_error_is_defined_in_errors_and_drawn_in_its_docstring_tree() -> None:
+    classes = error_classes()
+    assert {cls.__module__ for cls in classes} == {"movietickets.errors"}
+    actual = {
+        cls.__name__: (
+            None if cls is AppError else cls.__mro__[1].__name__,
+            cls.status_code,
+            cls.code,
+        )
+        for cls in classes
+    }
+    assert documented_tree() == actual
 
 
 def test_the_code_enum_lists_exactly_the_codes_the_service_sends() -> None:

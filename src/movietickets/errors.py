@@ -1,9 +1,10 @@
 """Every domain error, and the one JSON error shape every failure is answered with.
 
 Services raise these; the handlers installed by `install_exception_handlers` turn them (and
-framework errors) into `{"error": <message>, "code": <machine code>, ...}`. Nothing else
-builds error bodies or writes `Retry-After`: an error carries `retry_after`, and this module
-turns it into the header.
+framework errors) into `{"error": <message>, "code": <machine code>, ...}`. Nothing else in
+the app builds error bodies or writes `Retry-After`: an error carries `retry_after`, and this
+module turns it into the header. (The HTTP server's own refusals, sent before a request reaches
+the app, are written by `server.py` in the same shape.)
 
     AppError                     400 bad_request
     ├── MalformedCallback        400 malformed_callback (not a Daraja STK callback body)

@@ -13,12 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
 
 from tests.live_server import free_port, running_server
 
@@ -167,3 +169,16 @@ def test_the_wheel_carries_the_migrations_and_its_command(installed: Installed) 
     assert "MIT License" in (dist_info / "licenses" / "LICENSE").read_text()
     # Only the package is installed: no top-level `alembic` package shadowing the library.
     assert not (Path(installed.pythonpath) / "alembic").exists()
+
+
+def test_the_build_needs_a_setuptools_that_reads_the_license_expression() -> None:
+    """`license = "MIT"`, an SPDX expression (PEP 639), is read by setuptools 77 and later."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    (setuptools,) = [
+        requirement
+        for requirement in map(Requirement, pyproject["build-system"]["requires"])
+        if requirement.name == "setuptools"
+    ]
+    assert not setuptools.specifier.contains("76.1.0")
+    assert setuptools.specifier.contains("77.0.0")

@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     # Built-in Daraja simulator (development and tests).
     simulator_enabled: bool | None = None
     simulator_callback_delay_seconds: float = Field(default=3.0, ge=0)
+    # How long the simulator takes to answer a push (real Daraja: 1-3 s); 0 answers at once.
+    simulator_push_delay_seconds: float = Field(default=0.0, ge=0)
     # Signs the simulator's tokens and checkout ids; shared so that every worker agrees.
     simulator_signing_key: SecretStr = SecretStr("movietickets-simulator")
 

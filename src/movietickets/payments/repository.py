@@ -136,7 +136,8 @@ class ReconciliationRepository:
             .join(Ticket, Ticket.ticket_id == PushRequest.ticket_id)
             .where(
                 PushRequest.next_query_at <= now,
-                Ticket.payment_status == PaymentStatus.PENDING,
+                # Unconfirmed: a push recorded after its ticket became so (from the journal).
+                Ticket.payment_status.in_((PaymentStatus.PENDING, PaymentStatus.UNCONFIRMED)),
             )
             .order_by(PushRequest.next_query_at)
             .limit(limit)

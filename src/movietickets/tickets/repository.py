@@ -158,7 +158,7 @@ class TicketRepository(RepositoryBase[Ticket]):
         return SeatsHeld(total, by_phone, by_address)
 
     async def count_blocking_deletion(self, movie_id: int) -> int:
-        """Tickets that must outlive their movie: Paid, Pending, or owed a refund."""
+        """Tickets that must outlive their movie: Paid, Pending, Unconfirmed, or owed a refund."""
         statement = select(func.count()).where(
             Ticket.movie_id == movie_id,
             or_(Ticket.payment_status != PaymentStatus.FAILED, Ticket.needs_refund.is_(True)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -134,6 +135,18 @@ class Settings(BaseSettings):
     reconcile_batch_size: int = Field(default=20, ge=1)
     # Run the reconciler inside the service (it is safe to run in every instance at once).
     reconcile_in_service: bool = True
+
+    # Where callbacks and accepted pushes are kept, fsync'd, while the database cannot take
+    # them (one file per process; any process on this directory replays what it finds).
+    # Relative paths are from the working directory. Keep it on a persistent disk.
+    journal_dir: Path = Path("movietickets-journal")
+    # How often each process looks for journal entries to replay, and the longest wait
+    # between tries while the database stays away (the wait doubles up to it).
+    journal_replay_seconds: float = Field(default=1.0, gt=0)
+    journal_replay_max_seconds: float = Field(default=30.0, gt=0)
+    # An accepted push the database has not recorded within this time is written to the
+    # journal too, and the buyer answered (the database still records it when it can).
+    journal_push_after_seconds: float = Field(default=2.0, gt=0)
 
     # Daraja (M-Pesa Express). With no consumer key/secret the built-in simulator is used.
     mpesa_consumer_key: SecretStr | None = None

@@ -43,7 +43,9 @@ PaymentStatusServiceDep = Annotated[PaymentStatusService, Depends(get_payment_st
 
 
 async def get_callback_service(resources: ResourcesDep) -> CallbackService:
-    return CallbackService(resources.sessionmaker, resources.settings, resources.rate_limits)
+    return CallbackService(
+        resources.sessionmaker, resources.settings, resources.journal, resources.rate_limits
+    )
 
 
 CallbackServiceDep = Annotated[CallbackService, Depends(get_callback_service)]

@@ -68,6 +68,10 @@ class PushRequestRepository(RepositoryBase[PushRequest]):
 class CallbackLogRepository(RepositoryBase[CallbackLog]):
     model = CallbackLog
 
+    async def by_delivery_id(self, delivery_id: str) -> CallbackLog | None:
+        statement = select(CallbackLog).where(CallbackLog.delivery_id == delivery_id)
+        return (await self.session.scalars(statement)).one_or_none()
+
     async def lock_for_checkout_ids(
         self, checkout_request_ids: Collection[str]
     ) -> list[CallbackLog]:

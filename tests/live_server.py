@@ -224,31 +224,42 @@ SIMULATOR_CREDENTIALS = {
 }
 
 
+@dataclass(frozen=True)
 class Simulator(ServerProcess):
+    log_path: Path
+
     @property
     def settings(self) -> dict[str, str]:
         """A service's environment for talking to this simulator as to Daraja."""
         return {**SIMULATOR_CREDENTIALS, "MPESA_BASE_URL": self.url}
 
+    def logged(self, text: str) -> int:
+        """How many of its log lines so far say `text` ("STK push accepted": each is answered
+        `push_delay` later; "STK push held open": a push that is never answered)."""
+        return self.log_path.read_text(errors="replace").count(text)
+
 
 @contextmanager
-def daraja_simulator(
-    *, callback_delay: float, push_delay: float = 0.0, log_path: Path | None = None
-) -> Iterator[Simulator]:
+def daraja_simulator(*, callback_delay: float, push_delay: float = 0.0) -> Iterator[Simulator]:
     """`movietickets simulator` in its own process, as long as the block runs."""
     port = free_port()
     environment = {
         **os.environ,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",
         "SIMULATOR_PUSH_DELAY_SECONDS": str(push_delay),
     }
     command = [sys.executable, "-m", "movietickets.cli", "simulator", "--port", str(port)]
     command += ["--callback-delay", str(callback_delay)]
+    # Its log tells what it accepted: a file of its own.
+    descriptor, log_name = tempfile.mkstemp(prefix="movietickets-simulator-", suffix=".log")
+    os.close(descriptor)
+    log_path = Path(log_name)
     started = start_process(
         command, url=f"http://127.0.0.1:{port}", up_path="/", env=environment, log_path=log_path
     )
-    simulator = Simulator(started.url, started.process)
+    simulator = Simulator(started.url, started.process, log_path)
     try:
         yield simulator
     finally:
         simulator.stop()
+        log_path.unlink(missing_ok=True)

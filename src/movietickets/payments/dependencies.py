@@ -29,7 +29,7 @@ PurchaseServiceDep = Annotated[PurchaseService, Depends(get_purchase_service)]
 
 
 async def get_idempotency_service(resources: ResourcesDep) -> IdempotencyService:
-    return IdempotencyService(resources.sessionmaker)
+    return IdempotencyService(resources.sessionmaker, resources.settings)
 
 
 IdempotencyServiceDep = Annotated[IdempotencyService, Depends(get_idempotency_service)]

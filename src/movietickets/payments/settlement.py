@@ -163,17 +163,23 @@ def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> No
     ticket.result_code, ticket.result_desc = result.result_code, _desc(reason)
 
 
-async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str) -> bool:
+async def release_unanswered(
+    session: AsyncSession, ticket_id: int, reason: str, *, free_idempotency_key: bool = False
+) -> bool:
     """Fails a Pending ticket that M-Pesa never answered for (push refused, or gave up).
 
     No result code is recorded, so a success that still arrives later is applied as a late
-    payment instead of being ignored. Returns False if the ticket was no longer Pending.
+    payment instead of being ignored. `free_idempotency_key` for a ticket released before any
+    push was sent: its request's key may then run again. Returns False if the ticket was no
+    longer Pending.
     """
     ticket = await TicketRepository(session).get_for_update(ticket_id)
     if ticket is None or ticket.payment_status != PaymentStatus.PENDING:
         return False
     ticket.payment_status = PaymentStatus.FAILED
     ticket.result_desc = _desc(reason)
+    if free_idempotency_key:
+        ticket.idempotency_key = None
     return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_JWT_KEY = "test-signing-key-0123456789abcdef0123456789abcdef"
 ADMIN_USERNAME = "test-admin"
 ADMIN_PASSWORD = "correct horse battery staple"
+# Apps built by tests keep their journals under here (one directory each, made when first
+# written to), never in the working directory.
+TEST_JOURNALS = Path(tempfile.mkdtemp(prefix="movietickets-test-journals-"))
 
 
 @functools.cache
@@ -85,6 +89,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "simulator_callback_delay_seconds": 0.05,
         "reconcile_in_service": False,
         "jwt_secret_key": TEST_JWT_KEY,
+        "journal_dir": TEST_JOURNALS / uuid.uuid4().hex,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

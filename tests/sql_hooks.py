@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -60,3 +61,19 @@ def before_statement(
 
     with _before_execute(engine, run):
         yield sent
+
+
+@contextmanager
+def database_unreachable(
+    engine: AsyncEngine, only: Callable[[str], bool] | None = None
+) -> Iterator[None]:
+    """Every statement (or those `only` accepts) fails as it does when the database server
+    cannot be reached."""
+
+    def fail(*args: Any) -> None:
+        if only is None or only(args[2]):
+            refused = ConnectionRefusedError(111, "Connection refused")
+            raise OperationalError(args[2], None, refused)
+
+    with _before_execute(engine, fail):
+        yield

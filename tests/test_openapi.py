@@ -62,7 +62,7 @@ def test_every_schema_has_one_clean_unique_name() -> None:
     query = schema["paths"]["/api/query-payment-status"]["post"]["responses"]["200"]
     assert query["content"]["application/json"]["schema"]["$ref"].endswith("/PaymentStatusResult")
     status = schema["components"]["schemas"]["PaymentStatus"]
-    assert status["enum"] == ["Pending", "Paid", "Failed"]
+    assert status["enum"] == ["Pending", "Paid", "Failed", "Unconfirmed"]
 
 
 def test_ticket_read_declares_the_admin_token_optional() -> None:

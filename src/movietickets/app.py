@@ -41,6 +41,7 @@ from movietickets.db.engine import (
 )
 from movietickets.dependencies import Resources
 from movietickets.errors import RESPONSE_HEADERS, header_ref, install_exception_handlers
+from movietickets.kit.journal import Journal
 from movietickets.kit.ratelimit import RateLimits
 from movietickets.middleware.access_log import AccessLogMiddleware
 from movietickets.middleware.body_size import BodySizeLimitMiddleware
@@ -50,8 +51,10 @@ from movietickets.middleware.security_headers import install_security_headers
 from movietickets.middleware.write_rate_limit import WriteRateLimitMiddleware
 from movietickets.observability import configure_logging
 from movietickets.payments import endpoints as payments
+from movietickets.payments.journal import PaymentJournal
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.reconciler import Reconciler
+from movietickets.payments.recovery import JournalReplayer
 from movietickets.payments.seat_holds import HoldBounds, SeatHolds
 from movietickets.settings import Settings
 from movietickets.tickets import endpoints as tickets
@@ -112,6 +115,7 @@ def create_app(
         if simulator is not None:
             app.mount(SIMULATOR_MOUNT, simulator.app)
         sessionmaker = create_sessionmaker(engine)
+        journal = PaymentJournal(Journal(settings.journal_dir))
         app.state.resources = Resources(
             settings=await with_signing_key(sessionmaker, settings),
             engine=engine,
@@ -129,8 +133,16 @@ def create_app(
                 ),
             ),
             push_records=PushRecords(
-                sessionmaker, first_query_seconds=settings.reconcile_first_query_seconds
+                sessionmaker,
+                journal,
+                first_query_seconds=settings.reconcile_first_query_seconds,
+                journal_after_seconds=settings.journal_push_after_seconds,
             ),
+            journal=journal,
+        )
+        # In every process: what it (or a process before it) kept while the database was away.
+        replayer = asyncio.create_task(
+            JournalReplayer(journal, sessionmaker, settings).run_forever()
         )
         reconciler = (
             asyncio.create_task(
@@ -144,12 +156,14 @@ def create_app(
         finally:
             if simulator is not None:  # first: its callbacks in flight still need the app
                 await simulator.aclose()
-            if reconciler is not None:
-                reconciler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciler
+            for task in (reconciler, replayer):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await app.state.resources.seat_holds.aclose()
             await app.state.resources.push_records.aclose()
+            journal.close()
             await app.state.resources.catalogue.aclose()
             await http.aclose()
             if rate_limits is not None:

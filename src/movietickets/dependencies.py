@@ -22,6 +22,7 @@ from movietickets.db.engine import (
     read_transaction,
 )
 from movietickets.kit.ratelimit import RateLimits
+from movietickets.payments.journal import PaymentJournal
 from movietickets.payments.pushes import PushRecords
 from movietickets.payments.seat_holds import SeatHolds
 from movietickets.settings import Settings
@@ -39,6 +40,7 @@ class Resources:
     catalogue: CatalogueCache
     seat_holds: SeatHolds
     push_records: PushRecords
+    journal: PaymentJournal
     rate_limits: RateLimits | None = None  # None: RATE_LIMIT_ENABLED=false
 
 

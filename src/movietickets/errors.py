@@ -474,7 +474,8 @@ DELETE_MOVIE_EXAMPLES: ErrorExamples = {
         (
             "The movie has tickets",
             Conflict(
-                "Movie 1 has 3 paid, pending or refund-due tickets; it cannot be deleted"
+                "Movie 1 has 3 paid, pending, unconfirmed or refund-due tickets; it cannot be "
+                "deleted"
             ).body(),
         )
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
@@ -135,6 +136,18 @@ class Settings(BaseSettings):
     # Run the reconciler inside the service (it is safe to run in every instance at once).
     reconcile_in_service: bool = True
 
+    # Where callbacks and accepted pushes are kept, fsync'd, while the database cannot take
+    # them (one file per process; any process on this directory replays what it finds).
+    # Relative paths are from the working directory. Keep it on a persistent disk.
+    journal_dir: Path = Path("movietickets-journal")
+    # How often each process looks for journal entries to replay, and the longest wait
+    # between tries while the database stays away (the wait doubles up to it).
+    journal_replay_seconds: float = Field(default=1.0, gt=0)
+    journal_replay_max_seconds: float = Field(default=30.0, gt=0)
+    # An accepted push the database has not recorded within this time is written to the
+    # journal too, and the buyer answered (the database still records it when it can).
+    journal_push_after_seconds: float = Field(default=2.0, gt=0)
+
     # Daraja (M-Pesa Express). With no consumer key/secret the built-in simulator is used.
     mpesa_consumer_key: SecretStr | None = None
     mpesa_consumer_secret: SecretStr | None = None
@@ -178,6 +191,8 @@ class Settings(BaseSettings):
     # Built-in Daraja simulator (development and tests).
     simulator_enabled: bool | None = None
     simulator_callback_delay_seconds: float = Field(default=3.0, ge=0)
+    # How long the simulator takes to answer a push (real Daraja: 1-3 s); 0 answers at once.
+    simulator_push_delay_seconds: float = Field(default=0.0, ge=0)
     # Signs the simulator's tokens and checkout ids; shared so that every worker agrees.
     simulator_signing_key: SecretStr = SecretStr("movietickets-simulator")
 

@@ -556,6 +556,19 @@ async def test_callback_can_overtake_the_push_answer(daraja: Daraja, receiver: R
     assert (await daraja.query(checkout_id)).json()["ResultCode"] == "0"
 
 
+async def test_a_push_answered_late_still_calls_back_on_time(receiver: Receiver) -> None:
+    """Real Daraja takes seconds to answer a push; the answer's delay does not hold back the
+    callback, nor does a client that stops waiting for the answer."""
+    async with open_daraja(replace(FAST, push_delay_seconds=60)) as daraja:
+        answer = asyncio.create_task(daraja.push(push_body(callback_url=receiver.url)))
+        delivered = await receiver.next()
+        assert not answer.done()
+        answer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answer
+    assert delivered.body["Body"]["stkCallback"]["ResultCode"] == 0
+
+
 @pytest.mark.parametrize(
     "forge",
     [

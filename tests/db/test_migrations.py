@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from movietickets.db import migrations
@@ -167,3 +168,65 @@ async def test_downgrading_0004_keeps_the_tickets_and_drops_what_it_added(
     async with engine.connect() as connection:
         assert "clientAddress" in await connection.run_sync(ticket_columns)
         assert await connection.scalar(text("SELECT clientAddress FROM ticket")) is None
+
+
+async def test_0005_admits_unconfirmed_tickets_and_its_downgrade_fails_them(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """The status CHECK admits `Unconfirmed` (and still nothing else, nor an empty order);
+    downgrading turns such tickets into Failed and drops the columns 0005 added."""
+
+    def columns(connection: Connection) -> dict[str, set[str]]:
+        inspector = inspect(connection)
+        return {
+            table: {column["name"] for column in inspector.get_columns(table)}
+            for table in ("ticket", "idempotencykey", "callbacklog")
+        }
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    add_ticket = text(
+        "INSERT INTO ticket (movieId, customerName, phoneNumber, quantity, totalAmount, "
+        "paymentStatus, holdExpiresAt, needsRefund, dateCreated, lastUpdated) VALUES "
+        "(1, 'Jane', '254712345678', :quantity, 100, :status, :now, 0, :now, :now)"
+    )
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO movie (movieId, title, showTime, price, max_tickets, seatsPaid, "
+                "dateCreated, lastUpdated) VALUES (1, 'Kept', :now, 100, 10, 0, :now, :now)"
+            ),
+            {"now": now},
+        )
+        await connection.execute(add_ticket, {"status": "Unconfirmed", "quantity": 1, "now": now})
+    # SQLite: "CHECK constraint failed: ck_...", MariaDB: "CONSTRAINT `ck_...` failed".
+    for status, quantity, check in (
+        ("Lost", 1, "payment_status_valid"),
+        ("Unconfirmed", 0, "quantity_positive"),
+    ):
+        with pytest.raises(DBAPIError, match=f"ck_ticket_{check}"):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    add_ticket, {"status": status, "quantity": quantity, "now": now}
+                )
+
+    await asyncio.to_thread(migrations.downgrade, settings, "0004")
+    try:
+        async with engine.connect() as connection:
+            found = await connection.run_sync(columns)
+            statuses = (await connection.scalars(text("SELECT paymentStatus FROM ticket"))).all()
+        assert "idempotencyKey" not in found["ticket"]
+        assert "accessToken" not in found["idempotencykey"]
+        assert "deliveryId" not in found["callbacklog"]
+        assert statuses == ["Failed"]
+        with pytest.raises(DBAPIError, match="ck_ticket_payment_status_valid"):
+            async with engine.begin() as connection:
+                await connection.execute(
+                    add_ticket, {"status": "Unconfirmed", "quantity": 1, "now": now}
+                )
+    finally:
+        await asyncio.to_thread(migrations.upgrade, settings, "head")
+    async with engine.connect() as connection:
+        found = await connection.run_sync(columns)
+    assert "idempotencyKey" in found["ticket"]
+    assert "accessToken" in found["idempotencykey"]
+    assert "deliveryId" in found["callbacklog"]

@@ -39,7 +39,7 @@ async def test_push_without_callback_is_settled_by_the_reconciler(
     assert settled["resultCode"] == code
 
 
-async def test_push_without_answer_is_given_up_and_its_seats_released(
+async def test_push_without_answer_ends_unconfirmed_and_its_seats_released(
     http: httpx.AsyncClient,
 ) -> None:
     movie = await create_movie(http, max_tickets=1)
@@ -47,7 +47,8 @@ async def test_push_without_answer_is_given_up_and_its_seats_released(
     assert response.status_code == 504
     ticket_id = response.json()["ticketId"]
     assert (await ticket(http, ticket_id))["paymentStatus"] == "Pending"
-    released = await wait_for_status(http, ticket_id, "Failed", seconds=15)
+    # The prompt may have reached the phone: never called Failed.
+    released = await wait_for_status(http, ticket_id, "Unconfirmed", seconds=30)
     assert released["resultCode"] is None
-    assert "No answer" in released["resultDesc"]
+    assert "outcome unknown" in released["resultDesc"]
     assert (await buy(http, movie["movieId"], phone="0712349003")).status_code == 200

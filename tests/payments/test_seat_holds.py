@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from movietickets.db.engine import create_engine, create_sessionmaker
 from movietickets.db.models import Movie, PaymentStatus, Ticket
-from movietickets.errors import Conflict, InvalidInput, NotFound, SoldOut, TooManySeatsHeld
+from movietickets.errors import (
+    Conflict,
+    IdempotencyKeyInUse,
+    InvalidInput,
+    NotFound,
+    SoldOut,
+    TooManySeatsHeld,
+)
 from movietickets.payments.schemas import PaymentRequest
 from movietickets.payments.seat_holds import HeldTicket, HoldBounds, Order, SeatHolds
 from movietickets.settings import Settings
@@ -316,3 +324,31 @@ async def test_the_bounds_are_per_showing_and_only_count_live_holds(
             .values(payment_status=PaymentStatus.FAILED)
         )
     assert isinstance(await hold(movie_id, 1), HeldTicket)
+
+
+async def test_a_key_never_has_two_tickets_and_its_batch_goes_on(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two attempts with one Idempotency-Key (one took the key over from a stalled one) in
+    one batch and in two processes: one ticket; every other buyer still gets a seat."""
+    movie_id = await add_movie(sessionmaker, seats=100)
+    first, second = (SeatHolds(sessionmaker, hold_seconds=600) for _ in range(2))
+    keyed = replace(order(movie_id, n=1), idempotency_key="same-key")
+    try:
+        outcomes = await asyncio.gather(
+            *(first.hold(keyed, None) for _ in range(2)),
+            second.hold(keyed, None),
+            *(first.hold(order(movie_id, n=n), None) for n in range(2, 8)),
+            return_exceptions=True,
+        )
+    finally:
+        await first.aclose()
+        await second.aclose()
+    keyed_outcomes = outcomes[:3]
+    assert sum(isinstance(outcome, HeldTicket) for outcome in keyed_outcomes) == 1
+    refused = [outcome for outcome in keyed_outcomes if not isinstance(outcome, HeldTicket)]
+    assert [type(outcome) for outcome in refused] == [IdempotencyKeyInUse] * 2
+    assert all(isinstance(outcome, HeldTicket) for outcome in outcomes[3:])
+    async with sessionmaker() as session:
+        keys = (await session.scalars(select(Ticket.idempotency_key))).all()
+    assert sorted(keys, key=str) == [None] * 6 + ["same-key"]

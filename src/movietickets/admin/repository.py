@@ -104,6 +104,10 @@ class ReportRepository:
         )
         return await self._with_movies(statement, limit)
 
+    async def unconfirmed(self, limit: int) -> list[tuple[Ticket, Movie]]:
+        statement = select(Ticket).where(Ticket.payment_status == PaymentStatus.UNCONFIRMED)
+        return await self._with_movies(statement, limit)
+
     async def _with_movies(
         self, statement: Select[Ticket], limit: int
     ) -> list[tuple[Ticket, Movie]]:

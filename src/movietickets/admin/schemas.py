@@ -77,3 +77,8 @@ class Anomalies(BaseModel):
     stuckPending: list[TicketPublic] = Field(
         description="Pending for longer than the reconciler waits before giving up."
     )
+    unconfirmed: list[TicketPublic] = Field(
+        description="Push sent, but M-Pesa's answer never arrived (no CheckoutRequestID to "
+        "query): the customer may have paid. Check the paybill's transactions for that phone "
+        "number and amount; a success callback that still arrives settles the ticket."
+    )

@@ -79,6 +79,7 @@ class ReportService:
         give_up = timedelta(seconds=self.settings.reconcile_give_up_seconds)
         refunds = await self.reports.refunds_due(ANOMALY_LIMIT)
         stuck = await self.reports.stuck_pending(utcnow() - give_up, ANOMALY_LIMIT)
+        unconfirmed = await self.reports.unconfirmed(ANOMALY_LIMIT)
         mismatches = await self.reports.callbacks(CallbackOutcome.AMOUNT_MISMATCH, ANOMALY_LIMIT)
         unmatched = await self.reports.callbacks(CallbackOutcome.UNMATCHED, ANOMALY_LIMIT)
         duplicates = await self.reports.callbacks(CallbackOutcome.DUPLICATE_RECEIPT, ANOMALY_LIMIT)
@@ -88,4 +89,5 @@ class ReportService:
             unmatchedCallbacks=[_callback(entry) for entry in unmatched],
             duplicateReceipts=[_callback(entry) for entry in duplicates],
             stuckPending=[TicketPublic.from_models(t, m) for t, m in stuck],
+            unconfirmed=[TicketPublic.from_models(t, m) for t, m in unconfirmed],
         )

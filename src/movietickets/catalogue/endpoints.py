@@ -90,7 +90,8 @@ async def update_movie(
     tags=MOVIES,
     operation_id="deleteMovie",
     summary="Delete a movie (admin)",
-    description="Refused (409) while it has Paid or Pending tickets, or tickets owed a refund.",
+    description="Refused (409) while it has Paid, Pending or Unconfirmed tickets, or tickets "
+    "owed a refund.",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 404, 409, 422, 429, examples=DELETE_MOVIE_EXAMPLES),
 )

@@ -82,8 +82,8 @@ class MovieService:
         blocking = await self.tickets.count_blocking_deletion(movie_id)
         if blocking:
             raise Conflict(
-                f"Movie {movie_id} has {blocking} paid, pending or refund-due tickets; "
-                "it cannot be deleted"
+                f"Movie {movie_id} has {blocking} paid, pending, unconfirmed or refund-due "
+                "tickets; it cannot be deleted"
             )
         await self.tickets.delete_for_movie(movie_id)
         await self.movies.delete(movie)

@@ -44,6 +44,7 @@ def simulator_config(settings: Settings) -> SimulatorConfig:
         shortcode=shortcode(settings),
         passkey=passkey(settings),
         callback_delay_seconds=settings.simulator_callback_delay_seconds,
+        push_delay_seconds=settings.simulator_push_delay_seconds,
         signing_key=settings.simulator_signing_key.get_secret_value().encode(),
     )
 

@@ -26,6 +26,7 @@ The outcome of a push is chosen by the last four digits of `PhoneNumber`:
 
 Callbacks are POSTed once, `callback_delay_seconds` after the push (10 s timeout, failures are
 logged); STK Query says "The transaction is being processed" (HTTP 500) until that moment.
+An accepted push is answered after `push_delay_seconds` (0 by default; real Daraja takes 1-3 s).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class SimulatorConfig:
     passkey: str = wire.SANDBOX_PASSKEY
     # Push accepted -> callback POSTed, and the moment STK Query stops saying "being processed".
     callback_delay_seconds: float = 3.0
+    # Push accepted -> its answer sent (real Daraja takes 1-3 s); the callback is not delayed
+    # by it (it is still sent `callback_delay_seconds` after the push arrived).
+    push_delay_seconds: float = 0.0
     token_ttl_seconds: int = 3599
     # How long the "never answers" outcome (phone ending 9001) holds the push open.
     hang_seconds: float = 120.0
@@ -364,6 +368,9 @@ class DarajaSimulator:
             await self._deliver(push)
         elif push.result.callback:
             self._schedule(push)
+        if self.config.push_delay_seconds:
+            # Accepted already: a client that goes away meanwhile still gets the callback.
+            await asyncio.sleep(self.config.push_delay_seconds)
         return JSONResponse(
             {
                 "MerchantRequestID": push.merchant_id,

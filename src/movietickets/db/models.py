@@ -37,12 +37,19 @@ MAX_TICKETS_LIMIT = 100_000
 RECEIPT_NUMBER_LENGTH = 32
 RESULT_DESC_LENGTH = 255
 MERCHANT_REQUEST_ID_LENGTH = 64
+IDEMPOTENCY_KEY_LENGTH = 255
+DELIVERY_ID_LENGTH = 32
 
 
 class PaymentStatus(enum.StrEnum):
     PENDING = "Pending"
     PAID = "Paid"
     FAILED = "Failed"
+    # The push may have reached the phone, but M-Pesa's answer to it (its CheckoutRequestID)
+    # never arrived, so nothing can be queried: neither paid nor refused, as far as anyone
+    # knows. Its seats are released; a success callback that still comes settles it as a late
+    # payment (Paid, or needsRefund), a failure makes it Failed.
+    UNCONFIRMED = "Unconfirmed"
 
 
 class CallbackOutcome(enum.StrEnum):
@@ -95,7 +102,8 @@ class Ticket(Timestamps, Base):
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("totalAmount > 0", name="total_amount_positive"),
         CheckConstraint(
-            "paymentStatus IN ('Pending', 'Paid', 'Failed')", name="payment_status_valid"
+            "paymentStatus IN ('Pending', 'Paid', 'Failed', 'Unconfirmed')",
+            name="payment_status_valid",
         ),
         # Seats held: Pending tickets of a movie whose hold has not expired (a range scan).
         Index(None, "movieId", "paymentStatus", "holdExpiresAt"),
@@ -138,6 +146,12 @@ class Ticket(Timestamps, Base):
     # Who asked for it (`kit.net.client_key`: the IPv4 address or the IPv6 /64): what one client
     # may hold at once is bounded per showing (MAX_HELD_SEATS_PER_ADDRESS).
     client_address: Mapped[str | None] = mapped_column("clientAddress", String(45))
+    # The Idempotency-Key of the request that created it, written by the same INSERT: a retry
+    # after a crash finds this ticket, and no key can ever have two tickets. Cleared when the
+    # key expires (or the ticket is released before its push), so that the key may run again.
+    idempotency_key: Mapped[str | None] = mapped_column(
+        "idempotencyKey", String(IDEMPOTENCY_KEY_LENGTH), unique=True
+    )
 
     movie: Mapped[Movie] = relationship(lazy="raise")
 
@@ -174,6 +188,11 @@ class CallbackLog(Base):
     callback_id: Mapped[int] = mapped_column(
         "callbackId", Integer, primary_key=True, autoincrement=True
     )
+    # Given to each delivery on arrival: a callback kept in the journal while the database was
+    # away, then replayed (perhaps twice), is stored once.
+    delivery_id: Mapped[str | None] = mapped_column(
+        "deliveryId", String(DELIVERY_ID_LENGTH), unique=True
+    )
     checkout_request_id: Mapped[str | None] = mapped_column(
         "checkoutRequestId", String(64), index=True
     )
@@ -200,11 +219,15 @@ class IdempotencyKey(Base):
     __tablename__ = "idempotencykey"
     __table_args__ = (TABLE_OPTIONS,)
 
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH), primary_key=True)
     request_hash: Mapped[str] = mapped_column("requestHash", String(64))
     # Null while the first request is still being processed.
     response_status: Mapped[int | None] = mapped_column("responseStatus", Integer)
     response_body: Mapped[str | None] = mapped_column("responseBody", Text)
+    # The ticket access token of the current attempt, so that an answer rebuilt from the
+    # ticket after a crash can hand it out (as the stored answer would have); it also tells
+    # attempts apart (one that takes over a key whose first attempt died gets a new one).
+    access_token: Mapped[str | None] = mapped_column("accessToken", String(64))
     created_at: Mapped[datetime] = mapped_column("createdAt", UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column("expiresAt", UTCDateTime(), index=True)
 

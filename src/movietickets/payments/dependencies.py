@@ -29,7 +29,7 @@ PurchaseServiceDep = Annotated[PurchaseService, Depends(get_purchase_service)]
 
 
 async def get_idempotency_service(resources: ResourcesDep) -> IdempotencyService:
-    return IdempotencyService(resources.sessionmaker)
+    return IdempotencyService(resources.sessionmaker, resources.settings)
 
 
 IdempotencyServiceDep = Annotated[IdempotencyService, Depends(get_idempotency_service)]
@@ -43,7 +43,9 @@ PaymentStatusServiceDep = Annotated[PaymentStatusService, Depends(get_payment_st
 
 
 async def get_callback_service(resources: ResourcesDep) -> CallbackService:
-    return CallbackService(resources.sessionmaker, resources.settings, resources.rate_limits)
+    return CallbackService(
+        resources.sessionmaker, resources.settings, resources.journal, resources.rate_limits
+    )
 
 
 CallbackServiceDep = Annotated[CallbackService, Depends(get_callback_service)]

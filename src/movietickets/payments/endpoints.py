@@ -38,7 +38,8 @@ IdempotencyKeyHeader = Annotated[
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
         description="Any unique string (a UUID): a retry with the same key and body replays the "
-        "first answer instead of sending a second M-Pesa prompt. Kept 24 hours.",
+        "first answer instead of sending a second M-Pesa prompt, even when the first request "
+        "never answered (a crash): the key's ticket is found and answered from. Kept 24 hours.",
     ),
 ]
 
@@ -67,10 +68,14 @@ async def make_payment(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> PaymentInitiated | Response:
     # The client's address, our trusted proxies' X-Forwarded-For read (ClientAddressMiddleware).
-    purchase = order.to_order(request.client.host if request.client else None)
+    purchase = order.to_order(request.client.host if request.client else None, idempotency_key)
     if idempotency_key is None:
         return await service.make_payment(purchase)
-    result = await idempotency.run(idempotency_key, order, lambda: service.make_payment(purchase))
+    result = await idempotency.run(
+        idempotency_key,
+        order,
+        lambda attempt: service.make_payment(purchase, access_token=attempt.access_token),
+    )
     if isinstance(result, StoredResponse):
         return Response(
             result.body,

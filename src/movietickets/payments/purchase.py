@@ -37,8 +37,15 @@ class PurchaseService:
         self.push_records = push_records
         self.rate_limits = rate_limits
 
-    async def make_payment(self, order: Order) -> PaymentInitiated:
+    async def make_payment(
+        self, order: Order, *, access_token: str | None = None
+    ) -> PaymentInitiated:
         """Holds the order's seats as a Pending ticket, then sends the STK Push.
+
+        `access_token`: the ticket's, when the caller chose it (an Idempotency-Key attempt).
+        The committed Pending ticket is itself the mark that a push is about to go out: a
+        Pending ticket without a push row is a push in flight, or one whose answer was lost
+        (a timeout, a crash, the database gone), which the reconciler makes Unconfirmed.
 
         Raises, before anything is stored: InvalidInput (422: more tickets than an order may
         have, a total over M-Pesa's limit), RateLimited (429: the same payment moments ago),
@@ -59,7 +66,7 @@ class PurchaseService:
         retry_after = await repeat.wait()
         if retry_after is not None:
             raise _repeated_payment(retry_after)
-        access_token = new_access_token()
+        access_token = access_token or new_access_token()
         ticket = await self.seat_holds.hold(order, token_hash(access_token))
         await self._count(repeat, ticket.ticket_id)
         # Shown on the customer's phone; Daraja allows 12 characters, the id's digits come last.
@@ -94,12 +101,15 @@ class PurchaseService:
         retry_after = await repeat.count()
         if retry_after is not None:
             # A concurrent request for the same payment counted first: this one gives way.
-            await self._release(ticket_id, "the same payment was requested at the same time")
+            await self._release(
+                ticket_id, "the same payment was requested at the same time", before_push=True
+            )
             raise _repeated_payment(retry_after)
 
-    async def _release(self, ticket_id: int, reason: str) -> None:
+    async def _release(self, ticket_id: int, reason: str, *, before_push: bool = False) -> None:
         async with locked_transaction(self.sessionmaker) as session:
-            await release_unanswered(session, ticket_id, reason)
+            # Before any push, the request's Idempotency-Key may run again.
+            await release_unanswered(session, ticket_id, reason, free_idempotency_key=before_push)
 
 
 def _repeated_payment(retry_after: int) -> RateLimited:

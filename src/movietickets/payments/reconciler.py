@@ -1,5 +1,12 @@
 """Settles pushes that got no callback, by STK Query, and gives up on silent ones.
 
+A Pending ticket without a push row is a push whose answer never came (Daraja timed out, or
+the process died or lost its database between sending the push and storing its answer): the
+prompt may be on the phone and there is no CheckoutRequestID to query, so once the give-up
+time has passed it becomes Unconfirmed (never plain Failed), for a late callback or the
+operator to settle. A push recorded after its ticket became Unconfirmed (replayed from the
+journal) is queried like a Pending one.
+
 Safe to run in every instance at once: each push is claimed with a conditional UPDATE that
 moves its `nextQueryAt` forward (a lease); only the instance whose UPDATE changed the row
 queries Daraja. Queries run one at a time per instance and back off (Daraja's spike arrest).
@@ -22,12 +29,21 @@ from movietickets.payments.repository import (
     IdempotencyKeyRepository,
     ReconciliationRepository,
 )
-from movietickets.payments.settlement import Settlement, release_unanswered, settle
+from movietickets.payments.settlement import (
+    Settlement,
+    mark_unconfirmed,
+    release_unanswered,
+    settle,
+)
 from movietickets.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 GAVE_UP = "No answer from M-Pesa; the payment was not confirmed"
+UNCONFIRMED = (
+    "M-Pesa's answer to the payment request never arrived: the customer may have been "
+    "prompted and may have paid; outcome unknown"
+)
 
 
 @dataclass(slots=True)
@@ -35,6 +51,7 @@ class ReconcileReport:
     queried: int = 0
     settled: int = 0
     gave_up: int = 0
+    unconfirmed: int = 0
 
 
 class Reconciler:
@@ -53,7 +70,8 @@ class Reconciler:
         return timedelta(seconds=min(seconds, self.settings.reconcile_max_interval_seconds))
 
     async def run_once(self) -> ReconcileReport:
-        """One pass: claims due pushes, queries them, gives up on orphans and silent ones."""
+        """One pass: claims due pushes, queries them, gives up on silent ones and marks the
+        orphans (pushes without an answer) Unconfirmed."""
         report = ReconcileReport()
         now = utcnow()
         lease = timedelta(seconds=self.settings.mpesa_read_timeout_seconds * 2 + 5)
@@ -66,7 +84,7 @@ class Reconciler:
             settled = await self._query(push)
             report.settled += settled is not None and settled is not Settlement.UNVERIFIED
             report.gave_up += settled is None
-        report.gave_up += await self._release_orphans(now)
+        report.unconfirmed += await self._unconfirm_orphans(now)
         await self._purge_idempotency_keys(now)
         return report
 
@@ -98,6 +116,7 @@ class Reconciler:
                 seconds=self.settings.reconcile_give_up_seconds
             )
             if now >= give_up_at:
+                # An Unconfirmed ticket (its push recorded late, from the journal) stays so.
                 await release_unanswered(session, ticket_id, GAVE_UP)
                 await repository.schedule(push_id, None)
                 logger.warning("reconciler: gave up on ticket %d (%s)", ticket_id, checkout_id)
@@ -105,20 +124,26 @@ class Reconciler:
             await repository.schedule(push_id, min(now + retry_in, give_up_at))
             return Settlement.UNVERIFIED
 
-    async def _release_orphans(self, now: datetime) -> int:
-        """Pending tickets whose push got no answer at all (timed out): no id to query."""
+    async def _unconfirm_orphans(self, now: datetime) -> int:
+        """Pending tickets whose push got no answer at all: no id to query, outcome unknown."""
         cutoff = now - timedelta(seconds=self.settings.reconcile_give_up_seconds)
-        released = 0
+        unconfirmed = 0
         async with read_transaction(self.sessionmaker) as session:
             orphans = await ReconciliationRepository(session).orphans(
                 cutoff, self.settings.reconcile_batch_size
             )
         for ticket_id in orphans:
             async with locked_transaction(self.sessionmaker) as session:
-                if await ReconciliationRepository(session).is_orphan(ticket_id):
-                    released += await release_unanswered(session, ticket_id, GAVE_UP)
-                    logger.warning("reconciler: gave up on ticket %d (push unanswered)", ticket_id)
-        return released
+                if not await ReconciliationRepository(session).is_orphan(ticket_id):
+                    continue
+                if await mark_unconfirmed(session, ticket_id, UNCONFIRMED):
+                    unconfirmed += 1
+                    logger.error(
+                        "reconciler: ticket %d is Unconfirmed: its push got no answer, the "
+                        "customer may have paid (see /api/admin/anomalies)",
+                        ticket_id,
+                    )
+        return unconfirmed
 
     async def _purge_idempotency_keys(self, now: datetime) -> None:
         async with self.sessionmaker() as session, session.begin():
@@ -129,7 +154,7 @@ class Reconciler:
         while True:
             try:
                 report = await self.run_once()
-                if report.queried or report.gave_up:
+                if report.queried or report.gave_up or report.unconfirmed:
                     logger.info("reconciler: %s", report)
             except asyncio.CancelledError:
                 raise

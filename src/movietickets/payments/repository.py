@@ -60,6 +60,10 @@ class PushRequestRepository(RepositoryBase[PushRequest]):
         connection = await self.session.connection()
         await connection.execute(insert(PushRequest), rows)
 
+    async def for_ticket(self, ticket_id: int) -> PushRequest | None:
+        statement = select(PushRequest).where(PushRequest.ticket_id == ticket_id)
+        return (await self.session.scalars(statement)).one_or_none()
+
     async def tickets_with_push(self, ticket_ids: Collection[int]) -> set[int]:
         statement = select(PushRequest.ticket_id).where(PushRequest.ticket_id.in_(ticket_ids))
         return set((await self.session.scalars(statement)).all())
@@ -67,6 +71,10 @@ class PushRequestRepository(RepositoryBase[PushRequest]):
 
 class CallbackLogRepository(RepositoryBase[CallbackLog]):
     model = CallbackLog
+
+    async def by_delivery_id(self, delivery_id: str) -> CallbackLog | None:
+        statement = select(CallbackLog).where(CallbackLog.delivery_id == delivery_id)
+        return (await self.session.scalars(statement)).one_or_none()
 
     async def lock_for_checkout_ids(
         self, checkout_request_ids: Collection[str]
@@ -93,17 +101,41 @@ class IdempotencyKeyRepository(RepositoryBase[IdempotencyKey]):
             return False
         return True
 
-    async def complete(self, key: str, status_code: int, body: str) -> None:
+    async def complete(self, key: str, access_token: str, status_code: int, body: str) -> None:
+        """Stores the answer of the attempt given `access_token` (not of one that took over)."""
         await self.session.execute(
             update(IdempotencyKey)
-            .where(IdempotencyKey.key == key)
+            .where(IdempotencyKey.key == key, IdempotencyKey.access_token == access_token)
             .values(response_status=status_code, response_body=body)
         )
 
-    async def delete_key(self, key: str) -> None:
-        await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
+    async def delete_attempt(self, key: str, access_token: str) -> None:
+        """Frees the key, if the attempt given `access_token` still holds it."""
+        await self.session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.key == key, IdempotencyKey.access_token == access_token
+            )
+        )
+
+    async def forget(self, row: IdempotencyKey) -> None:
+        """An expired key: deleted, and its ticket's hold on it freed (it may be used again)."""
+        await self.session.execute(
+            update(Ticket)
+            .where(Ticket.idempotency_key == row.key)
+            .values(idempotency_key=None)
+            .execution_options(synchronize_session=False)
+        )
+        await self.delete(row)
 
     async def purge_expired(self, now: datetime) -> None:
+        """Deletes expired keys, and frees their tickets' hold on them."""
+        expired = select(IdempotencyKey.key).where(IdempotencyKey.expires_at < now)
+        await self.session.execute(
+            update(Ticket)
+            .where(Ticket.idempotency_key.in_(expired.scalar_subquery()))
+            .values(idempotency_key=None)
+            .execution_options(synchronize_session=False)
+        )
         await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at < now))
 
 
@@ -136,7 +168,8 @@ class ReconciliationRepository:
             .join(Ticket, Ticket.ticket_id == PushRequest.ticket_id)
             .where(
                 PushRequest.next_query_at <= now,
-                Ticket.payment_status == PaymentStatus.PENDING,
+                # Unconfirmed: a push recorded after its ticket became so (from the journal).
+                Ticket.payment_status.in_((PaymentStatus.PENDING, PaymentStatus.UNCONFIRMED)),
             )
             .order_by(PushRequest.next_query_at)
             .limit(limit)

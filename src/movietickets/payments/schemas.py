@@ -46,15 +46,16 @@ class PaymentRequest(BaseModel):
     def _kenyan_mobile(cls, value: str) -> str:
         return normalize_msisdn(value)
 
-    def to_order(self, client_host: str | None = None) -> Order:
+    def to_order(self, client_host: str | None = None, idempotency_key: str | None = None) -> Order:
         """The order as the payment services take it (the HTTP body stops here), from the
-        client at `client_host` (the request's client address)."""
+        client at `client_host` (the request's client address), sent with `idempotency_key`."""
         return Order(
             movie_id=self.movieId,
             customer_name=self.customerName,
             phone_number=self.phoneNumber,
             quantity=self.quantity,
             client_address=client_key(client_host),
+            idempotency_key=idempotency_key,
         )
 
 

@@ -33,6 +33,7 @@ from movietickets.db.models import PRICE_MAX
 from movietickets.errors import (
     AppError,
     Conflict,
+    IdempotencyKeyInUse,
     InvalidInput,
     NotFound,
     SoldOut,
@@ -40,7 +41,12 @@ from movietickets.errors import (
 )
 from movietickets.kit.batching import Batcher
 from movietickets.kit.clock import utcnow
-from movietickets.tickets.repository import NewTicket, SeatsHeld, TicketRepository
+from movietickets.tickets.repository import (
+    IdempotencyKeyTaken,
+    NewTicket,
+    SeatsHeld,
+    TicketRepository,
+)
 
 # Orders checked in one transaction at most; the rest wait for the next one.
 MAX_BATCH = 100
@@ -56,6 +62,8 @@ class Order:
     quantity: int
     # Who asks (`kit.net.client_key`: IPv4 address or IPv6 /64); None when unknown.
     client_address: str | None = None
+    # The request's Idempotency-Key: stored on the ticket by the same INSERT (unique).
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,7 @@ def new_ticket(
         created_at=now,
         access_token_hash=access_token_hash,
         client_address=order.client_address,
+        idempotency_key=order.idempotency_key,
     )
 
 
@@ -179,6 +188,9 @@ class SeatHolds:
             return await self._hold_together(movie_id, orders)
         except DATABASE_UNAVAILABLE:
             raise  # the database is away: one at a time would only make everyone wait longer
+        except IdempotencyKeyTaken:
+            if len(orders) == 1:
+                return [_key_in_use()]
         except Exception:
             if len(orders) == 1:
                 raise
@@ -188,6 +200,8 @@ class SeatHolds:
         for order in orders:
             try:
                 outcomes += await self._hold_together(movie_id, [order])
+            except IdempotencyKeyTaken:
+                outcomes.append(_key_in_use())
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes
@@ -236,3 +250,11 @@ def _count(held: SeatsHeld, order: Order) -> None:
     held.by_phone[order.phone_number] += order.quantity
     if order.client_address is not None:
         held.by_address[order.client_address] += order.quantity
+
+
+def _key_in_use() -> IdempotencyKeyInUse:
+    """Another attempt with the same Idempotency-Key holds its ticket already (one that took
+    the key over while this one was stalled, or two in one batch): this one must not run."""
+    return IdempotencyKeyInUse(
+        "A request with this Idempotency-Key is still being processed", retry_after=1
+    )

@@ -1,4 +1,4 @@
-"""Applying a payment result to a ticket: the one place a ticket leaves Pending.
+"""Applying a payment result to a ticket: the one place a ticket leaves Pending (or Unconfirmed).
 
 Callbacks, STK queries and the reconciler all come here, inside a transaction that locks the
 movie row and then the ticket row (always in that order, so concurrent settlements and
@@ -163,15 +163,37 @@ def _mark_needs_refund(ticket: Ticket, result: PaymentResult, reason: str) -> No
     ticket.result_code, ticket.result_desc = result.result_code, _desc(reason)
 
 
-async def release_unanswered(session: AsyncSession, ticket_id: int, reason: str) -> bool:
+async def release_unanswered(
+    session: AsyncSession, ticket_id: int, reason: str, *, free_idempotency_key: bool = False
+) -> bool:
     """Fails a Pending ticket that M-Pesa never answered for (push refused, or gave up).
 
     No result code is recorded, so a success that still arrives later is applied as a late
-    payment instead of being ignored. Returns False if the ticket was no longer Pending.
+    payment instead of being ignored. `free_idempotency_key` for a ticket released before any
+    push was sent: its request's key may then run again. Returns False if the ticket was no
+    longer Pending.
     """
     ticket = await TicketRepository(session).get_for_update(ticket_id)
     if ticket is None or ticket.payment_status != PaymentStatus.PENDING:
         return False
     ticket.payment_status = PaymentStatus.FAILED
+    ticket.result_desc = _desc(reason)
+    if free_idempotency_key:
+        ticket.idempotency_key = None
+    return True
+
+
+async def mark_unconfirmed(session: AsyncSession, ticket_id: int, reason: str) -> bool:
+    """A Pending ticket whose push may have reached the phone, but whose answer never came.
+
+    Without a CheckoutRequestID nothing can be queried, so waiting longer changes nothing: the
+    ticket says so (Unconfirmed) and lets its seats go. A success callback that still arrives
+    settles it as a late payment (matched by phone and amount), a failure makes it Failed.
+    Returns False if the ticket was no longer Pending.
+    """
+    ticket = await TicketRepository(session).get_for_update(ticket_id)
+    if ticket is None or ticket.payment_status != PaymentStatus.PENDING:
+        return False
+    ticket.payment_status = PaymentStatus.UNCONFIRMED
     ticket.result_desc = _desc(reason)
     return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +27,12 @@ class NewTicket:
     created_at: datetime
     access_token_hash: str | None = None
     client_address: str | None = None
+    idempotency_key: str | None = None
+
+
+class IdempotencyKeyTaken(Exception):
+    """An inserted ticket's Idempotency-Key is another ticket's already (the transaction is
+    unusable and must be ended)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,8 @@ class TicketRepository(RepositoryBase[Ticket]):
         """Inserts Pending tickets in one statement (Core, no ORM objects); their ids in order.
 
         Where the database cannot return the ids of a multi-row INSERT (MySQL has no
-        RETURNING), one INSERT per ticket.
+        RETURNING), one INSERT per ticket. Raises IdempotencyKeyTaken when a ticket's
+        Idempotency-Key is another ticket's already.
         """
         rows = [
             {
@@ -59,11 +66,21 @@ class TicketRepository(RepositoryBase[Ticket]):
                 "needsRefund": False,
                 "accessTokenHash": ticket.access_token_hash,
                 "clientAddress": ticket.client_address,
+                "idempotencyKey": ticket.idempotency_key,
                 "dateCreated": ticket.created_at,
                 "lastUpdated": ticket.created_at,
             }
             for ticket in tickets
         ]
+        try:
+            return await self._insert(rows)
+        except IntegrityError as exc:
+            # SQLite names the column, MySQL/MariaDB the constraint (uq_ticket_idempotencyKey).
+            if "idempotencyKey" in str(exc.orig):
+                raise IdempotencyKeyTaken from exc
+            raise
+
+    async def _insert(self, rows: Sequence[Mapping[str, object]]) -> list[int]:
         connection = await self.session.connection()
         if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
             statement = insert(Ticket).returning(Ticket.ticket_id, sort_by_parameter_order=True)
@@ -74,6 +91,10 @@ class TicketRepository(RepositoryBase[Ticket]):
             assert key is not None
             ids.append(int(key[0]))
         return ids
+
+    async def by_idempotency_key(self, key: str) -> Ticket | None:
+        statement = select(Ticket).where(Ticket.idempotency_key == key)
+        return (await self.session.scalars(statement)).one_or_none()
 
     async def receipt_holder(self, receipt_number: str, *, excluding: int) -> int | None:
         """The ticket other than `excluding` that already carries this receipt number."""
@@ -158,7 +179,7 @@ class TicketRepository(RepositoryBase[Ticket]):
         return SeatsHeld(total, by_phone, by_address)
 
     async def count_blocking_deletion(self, movie_id: int) -> int:
-        """Tickets that must outlive their movie: Paid, Pending, or owed a refund."""
+        """Tickets that must outlive their movie: Paid, Pending, Unconfirmed, or owed a refund."""
         statement = select(func.count()).where(
             Ticket.movie_id == movie_id,
             or_(Ticket.payment_status != PaymentStatus.FAILED, Ticket.needs_refund.is_(True)),
